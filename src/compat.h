@@ -1,0 +1,110 @@
+/*-------------------------------------------------------------------------
+ *
+ * compat.h
+ *		Every difference between the PostgreSQL major versions conngov
+ *		supports (15, 17, 18), and nothing else.
+ *
+ * Each difference is one macro or static inline function with a comment
+ * naming the versions.  No other file tests PG_VERSION_NUM.
+ *
+ * Copyright (c) 2026, conngov developers
+ *
+ * IDENTIFICATION
+ *	  src/compat.h
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef CONNGOV_COMPAT_H
+#define CONNGOV_COMPAT_H
+
+#include "postgres.h"
+
+#include "miscadmin.h"
+#include "storage/proc.h"
+#include "utils/backend_status.h"
+#include "utils/wait_event.h"
+
+#if PG_VERSION_NUM < 150000
+#error "conngov requires PostgreSQL 15 or later"
+#endif
+
+/*
+ * 18 added PG_MODULE_MAGIC_EXT, which records the module's name and version
+ * for pg_get_loaded_modules().
+ */
+#if PG_VERSION_NUM >= 180000
+#define CG_MODULE_MAGIC PG_MODULE_MAGIC_EXT(.name = "conngov", .version = "1.0")
+#else
+#define CG_MODULE_MAGIC PG_MODULE_MAGIC
+#endif
+
+/*
+ * The index of this backend's PGPROC: 17 made it MyProcNumber; before, it
+ * was MyProc->pgprocno.
+ */
+#if PG_VERSION_NUM >= 170000
+#define CG_MY_PROCNO()			MyProcNumber
+#define CG_PROC_NUMBER(proc)	GetNumberFromPGProc(proc)
+#else
+#define CG_MY_PROCNO()			(MyProc->pgprocno)
+#define CG_PROC_NUMBER(proc)	((proc)->pgprocno)
+#endif
+
+/*
+ * The local copy of backend status entries: 17 renamed the accessor
+ * pgstat_fetch_stat_local_beentry() to pgstat_get_local_beentry_by_index();
+ * both take a 1-based index.
+ */
+#if PG_VERSION_NUM >= 170000
+#define cg_local_beentry(i)		pgstat_get_local_beentry_by_index(i)
+#else
+#define cg_local_beentry(i)		pgstat_fetch_stat_local_beentry(i)
+#endif
+
+/*
+ * Custom wait events (17+) show "ConngovMain" in pg_stat_activity; 15 only
+ * has the generic PG_WAIT_EXTENSION ("Extension").
+ */
+static inline uint32
+cg_wait_event_main(void)
+{
+#if PG_VERSION_NUM >= 170000
+	static uint32 ev = 0;
+
+	if (ev == 0)
+		ev = WaitEventExtensionNew("ConngovMain");
+	return ev;
+#else
+	return PG_WAIT_EXTENSION;
+#endif
+}
+
+/*
+ * Reserved connections (16+): reserved_connections slots are kept for roles
+ * with the privileges of pg_use_reserved_connections, who conngov never
+ * refuses either.  On 15 neither exists: 0 slots and nobody holds it.
+ */
+#if PG_VERSION_NUM >= 160000
+#include "catalog/pg_authid_d.h"
+#include "postmaster/postmaster.h"
+#include "utils/acl.h"
+#define CG_RESERVED_CONNECTIONS()	ReservedConnections
+#define cg_has_reserved_privilege(roleid) \
+	has_privs_of_role((roleid), ROLE_PG_USE_RESERVED_CONNECTIONS)
+#else
+#define CG_RESERVED_CONNECTIONS()	0
+#define cg_has_reserved_privilege(roleid)	((void) (roleid), false)
+#endif
+
+/*
+ * superuser_reserved_connections: ReservedBackends before 16,
+ * SuperuserReservedConnections from 16.
+ */
+#if PG_VERSION_NUM >= 160000
+#define CG_SUPERUSER_RESERVED()	SuperuserReservedConnections
+#else
+#include "postmaster/postmaster.h"
+#define CG_SUPERUSER_RESERVED()	ReservedBackends
+#endif
+
+#endif							/* CONNGOV_COMPAT_H */

@@ -1,0 +1,225 @@
+/*-------------------------------------------------------------------------
+ *
+ * conngov.h
+ *		Shared types, settings and prototypes of conngov, grouped by the
+ *		file that defines them.
+ *
+ * Copyright (c) 2026, conngov developers
+ *
+ * IDENTIFICATION
+ *	  src/conngov.h
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef CONNGOV_H
+#define CONNGOV_H
+
+#include "postgres.h"
+
+#include "datatype/timestamp.h"
+#include "port/atomics.h"
+#include "storage/condition_variable.h"
+#include "storage/latch.h"
+#include "storage/lwlock.h"
+#include "storage/spin.h"
+
+#define CG_TRANCHE_NAME		"conngov"
+#define CG_WORKER_NAME		"conngov worker"
+#define CG_UNBUDGETED_NAME	"(unbudgeted)"
+
+/* A budget's charge target when no budget matched. */
+#define CG_UNBUDGETED		(-1)
+/* A session slot that is not charged at all. */
+#define CG_NOT_CHARGED		(-2)
+
+/* conngov.mode and conngov.budgets.mode */
+typedef enum CgMode
+{
+	CG_MODE_OFF,
+	CG_MODE_MONITOR,
+	CG_MODE_ENFORCE
+} CgMode;
+
+/* Where the budgets stand after a start (CgSharedState.state). */
+typedef enum CgLoadState
+{
+	CG_STATE_UNLOADED,			/* worker has not read the table yet */
+	CG_STATE_LOADED,			/* budgets[] is the table's content */
+	CG_STATE_NO_TABLE			/* extension not installed: nothing to enforce */
+} CgLoadState;
+
+typedef enum CgEventKind
+{
+	CG_EVENT_REFUSED,
+	CG_EVENT_WOULD_REFUSE,
+	CG_EVENT_ENDED_IDLE,
+	CG_EVENT_WOULD_END_IDLE,
+	CG_EVENT_BUDGETS_RELOADED
+} CgEventKind;
+
+/*
+ * Per-budget counters.  Atomics, so that the login path and the worker bump
+ * them under the shared lock (or none) without contention.
+ */
+typedef struct CgCounters
+{
+	pg_atomic_uint32 total;		/* sessions charged now */
+	pg_atomic_uint32 peak;		/* highest total since stats reset */
+	pg_atomic_uint64 admitted;
+	pg_atomic_uint64 refused;
+	pg_atomic_uint64 would_refuse;
+	pg_atomic_uint64 ended_idle;
+	pg_atomic_uint64 would_end_idle;
+	pg_atomic_uint64 last_refused_at;	/* TimestampTz, 0 = never */
+} CgCounters;
+
+/*
+ * One compiled budget: a row of conngov.budgets.  The text fields are
+ * limited to NAMEDATALEN - 1 bytes by the table's constraints.
+ */
+typedef struct CgBudget
+{
+	char		name[NAMEDATALEN];
+	char		pattern[NAMEDATALEN];
+	char		role_name[NAMEDATALEN]; /* "" = any role */
+	char		database_name[NAMEDATALEN]; /* "" = any database */
+	int32		max_connections;
+	int32		priority;
+	bool		monitor;		/* budget mode = 'monitor' */
+	int64		idle_timeout_ms;	/* 0 = never */
+	int64		idle_in_xact_timeout_ms;	/* 0 = never */
+	int32		idle_keep;
+	CgCounters	c;
+} CgBudget;
+
+/*
+ * One slot per client backend, indexed by its PGPROC number: the identity a
+ * session logged in with and the budget it is charged to.  The owner fills
+ * the identity before setting pid (with a write barrier), and clears pid
+ * first at exit, so readers under the shared lock see whole slots.
+ */
+typedef struct CgSession
+{
+	int			pid;			/* 0 = free */
+	int			budget;			/* index, CG_UNBUDGETED or CG_NOT_CHARGED */
+	bool		exempt;
+	TimestampTz idle_noted_since;	/* worker: idle period already acted on */
+	char		application_name[NAMEDATALEN];	/* from the startup packet */
+	char		role_name[NAMEDATALEN];
+	char		database_name[NAMEDATALEN];
+} CgSession;
+
+/* One entry of the events ring. */
+typedef struct CgEvent
+{
+	TimestampTz at;
+	CgEventKind kind;
+	int			pid;
+	char		budget[NAMEDATALEN];
+	char		role_name[NAMEDATALEN];
+	char		database_name[NAMEDATALEN];
+	char		application_name[NAMEDATALEN];
+	char		client_addr[64];
+	char		detail[128];
+} CgEvent;
+
+/*
+ * The shared state.  Lock rules:
+ *
+ * - lock (LWLock, tranche "conngov"): EXCLUSIVE to publish budgets (state,
+ *   nbudgets, budgets[] contents, re-matching sessions[]); SHARED to read
+ *   budgets or to charge/release a session, whose counters are atomics.
+ * - mutex (spinlock): the events ring position and worker_latch.
+ * - reload_requested/reload_done: atomics; reload_cv wakes reload() callers.
+ */
+typedef struct CgSharedState
+{
+	LWLock	   *lock;
+	slock_t		mutex;
+
+	/* budgets, under lock */
+	CgLoadState state;
+	int			nbudgets;
+	int			nbudgets_table; /* rows in the table (> nbudgets if full) */
+	TimestampTz loaded_at;
+	TimestampTz stats_reset;
+
+	/* reload handshake */
+	pg_atomic_uint32 reload_requested;
+	pg_atomic_uint32 reload_done;
+	ConditionVariable reload_cv;
+
+	/* worker, under mutex */
+	Latch	   *worker_latch;
+	int			worker_pid;
+
+	/* unbudgeted sessions */
+	CgCounters	unbudgeted;
+
+	/* events ring, under mutex */
+	uint64		event_next;		/* events ever written */
+} CgSharedState;
+
+/* One session an idle sweep ended, or would end. */
+typedef struct CgSweepResult
+{
+	int			pid;
+	char		budget[NAMEDATALEN];
+	char		application_name[NAMEDATALEN];
+	char		role_name[NAMEDATALEN];
+	char		database_name[NAMEDATALEN];
+	bool		in_xact;
+	int64		idle_ms;
+	int64		timeout_ms;
+	bool		ended;			/* false: would end (monitor) */
+} CgSweepResult;
+
+/*---- conngov.c: settings ----*/
+extern char *cg_database;
+extern int	cg_mode;
+extern char *cg_exempt_roles;
+extern double cg_warn_ratio;
+extern double cg_critical_ratio;
+extern int	cg_max_budgets;
+extern int	cg_event_capacity;
+extern bool cg_log_refusals;
+extern const char *cg_exempt_list;
+
+/*---- shmem.c ----*/
+extern CgSharedState *cg_shared;
+extern CgBudget *cg_budgets;
+extern CgSession *cg_sessions;
+extern CgEvent *cg_events;
+extern int	cg_nsessions;
+extern void cg_shmem_init_hooks(void);
+extern void cg_require_shared_state(void);
+extern CgCounters *cg_counters(int budget);
+extern bool cg_charge(CgCounters *c, int64 limit, uint32 *in_use);
+extern void cg_add_event(CgEventKind kind, const char *budget, int pid,
+						 const char *role_name, const char *database_name,
+						 const char *application_name, const char *client_addr,
+						 const char *detail);
+extern void cg_wake_worker(void);
+
+/*---- match.c ----*/
+extern bool cg_like_match(const char *text, const char *pattern);
+extern int	cg_match_budget(const char *application_name, const char *role_name,
+							const char *database_name);
+
+/*---- budgets.c ----*/
+extern int	cg_load_budgets(void);
+extern void cg_publish_budgets(CgBudget *budgets, int nbudgets, int nrows,
+							   CgLoadState state);
+extern const char *cg_status(uint32 total, int32 max_connections);
+extern const char *cg_mode_name(int mode);
+
+/*---- auth.c ----*/
+extern void cg_auth_init(void);
+
+/*---- worker.c ----*/
+extern void cg_register_worker(void);
+extern TimestampTz cg_sweep(bool dry_run, CgSweepResult **results,
+							int *nresults);
+extern PGDLLEXPORT void cg_worker_main(Datum main_arg);
+
+#endif							/* CONNGOV_H */

@@ -1,0 +1,458 @@
+/*-------------------------------------------------------------------------
+ *
+ * funcs.c
+ *		SQL-callable functions: shared state turned into rows.
+ *
+ * Every function first checks that conngov was preloaded.  Counters are
+ * copied out under the shared lock and turned into rows after it is
+ * released.
+ *
+ * Copyright (c) 2026, conngov developers
+ *
+ * IDENTIFICATION
+ *	  src/funcs.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <sys/socket.h>
+
+#include "access/xact.h"
+#include "catalog/pg_authid_d.h"
+#include "commands/trigger.h"
+#include "common/ip.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "utils/acl.h"
+#include "utils/backend_status.h"
+#include "utils/builtins.h"
+#include "utils/inet.h"
+#include "utils/datetime.h"
+#include "utils/timestamp.h"
+
+#include "compat.h"
+#include "conngov.h"
+
+/* How long reload() waits for the worker. */
+#define CG_RELOAD_WAIT_MS	10000
+
+PG_FUNCTION_INFO_V1(conngov_usage);
+PG_FUNCTION_INFO_V1(conngov_sessions);
+PG_FUNCTION_INFO_V1(conngov_reload);
+PG_FUNCTION_INFO_V1(conngov_sweep);
+PG_FUNCTION_INFO_V1(conngov_budgets_changed);
+
+static Datum
+cg_interval_ms(int64 ms)
+{
+	Interval   *iv = palloc0(sizeof(Interval));
+
+	iv->time = ms * INT64CONST(1000);
+	return IntervalPGetDatum(iv);
+}
+
+static Datum
+cg_name_datum(const char *s)
+{
+	Name		n = palloc0(NAMEDATALEN);
+
+	strlcpy(NameStr(*n), s, NAMEDATALEN);
+	return NameGetDatum(n);
+}
+
+/* A budget's figures, copied out under the lock. */
+typedef struct CgUsageRow
+{
+	char		name[NAMEDATALEN];
+	bool		monitor;
+	int32		max_connections;
+	uint32		total;
+	uint32		peak;
+} CgUsageRow;
+
+/*
+ * cg_copy_usage: the budgets' figures, then the unbudgeted row (with
+ * max_connections -1).  Returns the number of rows in *rows (palloc'd).
+ */
+static int
+cg_copy_usage(CgUsageRow **rows)
+{
+	CgUsageRow *r = palloc(sizeof(CgUsageRow) * (cg_max_budgets + 1));
+	int			n;
+	int			i;
+
+	LWLockAcquire(cg_shared->lock, LW_SHARED);
+	n = cg_shared->nbudgets;
+	for (i = 0; i < n; i++)
+	{
+		CgBudget   *b = &cg_budgets[i];
+
+		memcpy(r[i].name, b->name, NAMEDATALEN);
+		r[i].monitor = b->monitor;
+		r[i].max_connections = b->max_connections;
+		r[i].total = pg_atomic_read_u32(&b->c.total);
+		r[i].peak = pg_atomic_read_u32(&b->c.peak);
+	}
+	LWLockRelease(cg_shared->lock);
+
+	strlcpy(r[n].name, CG_UNBUDGETED_NAME, NAMEDATALEN);
+	r[n].monitor = false;
+	r[n].max_connections = -1;
+	r[n].total = pg_atomic_read_u32(&cg_shared->unbudgeted.total);
+	r[n].peak = pg_atomic_read_u32(&cg_shared->unbudgeted.peak);
+
+	*rows = r;
+	return n + 1;
+}
+
+/*
+ * conngov.usage(): one row per budget plus "(unbudgeted)", from the shared
+ * counters alone.
+ */
+#define CG_USAGE_COLS 8
+Datum
+conngov_usage(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	CgUsageRow *rows;
+	int			n;
+	int			i;
+
+	cg_require_shared_state();
+	InitMaterializedSRF(fcinfo, 0);
+
+	n = cg_copy_usage(&rows);
+	for (i = 0; i < n; i++)
+	{
+		Datum		values[CG_USAGE_COLS];
+		bool		nulls[CG_USAGE_COLS];
+		int			j = 0;
+		const CgUsageRow *r = &rows[i];
+
+		memset(nulls, 0, sizeof(nulls));
+		values[j++] = CStringGetTextDatum(r->name);
+		if (r->max_connections < 0)
+		{
+			/* unbudgeted: no mode, no limit */
+			nulls[j++] = true;
+			nulls[j++] = true;
+			values[j++] = Int32GetDatum((int32) r->total);
+			values[j++] = Int32GetDatum((int32) r->peak);
+			nulls[j++] = true;
+			nulls[j++] = true;
+			values[j++] = CStringGetTextDatum("ok");
+		}
+		else
+		{
+			values[j++] = CStringGetTextDatum(r->monitor ? "monitor" : "enforce");
+			values[j++] = Int32GetDatum(r->max_connections);
+			values[j++] = Int32GetDatum((int32) r->total);
+			values[j++] = Int32GetDatum((int32) r->peak);
+			values[j++] = Int32GetDatum(Max(r->max_connections - (int32) r->total, 0));
+			if (r->max_connections > 0)
+				values[j++] = Float8GetDatum((double) r->total / r->max_connections);
+			else
+				nulls[j++] = true;
+			values[j++] = CStringGetTextDatum(cg_status(r->total, r->max_connections));
+		}
+		Assert(j == CG_USAGE_COLS);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	return (Datum) 0;
+}
+
+/* A counted session, copied out under the lock. */
+typedef struct CgSessionRow
+{
+	int			pid;
+	bool		exempt;
+	char		budget[NAMEDATALEN];
+	CgSession	s;
+	PgBackendStatus *be;		/* NULL if not in the status array yet */
+} CgSessionRow;
+
+static int
+cg_session_row_cmp(const void *a, const void *b)
+{
+	const CgSessionRow *ra = (const CgSessionRow *) a;
+	const CgSessionRow *rb = (const CgSessionRow *) b;
+
+	return (ra->pid > rb->pid) - (ra->pid < rb->pid);
+}
+
+static const char *
+cg_state_name(BackendState state)
+{
+	switch (state)
+	{
+		case STATE_IDLE:
+			return "idle";
+		case STATE_RUNNING:
+			return "active";
+		case STATE_IDLEINTRANSACTION:
+			return "idle in transaction";
+		case STATE_FASTPATH:
+			return "fastpath function call";
+		case STATE_IDLEINTRANSACTION_ABORTED:
+			return "idle in transaction (aborted)";
+		case STATE_DISABLED:
+			return "disabled";
+		default:
+			return "starting";
+	}
+}
+
+/*
+ * cg_client_addr: the client's IP address as inet, or NULL (unix socket,
+ * unknown).
+ */
+static bool
+cg_client_addr(const PgBackendStatus *be, Datum *result)
+{
+	char		host[NI_MAXHOST];
+	int			family = be->st_clientaddr.addr.ss_family;
+
+	if (family != AF_INET && family != AF_INET6)
+		return false;
+	if (pg_getnameinfo_all(&be->st_clientaddr.addr, be->st_clientaddr.salen,
+						   host, sizeof(host), NULL, 0,
+						   NI_NUMERICHOST | NI_NUMERICSERV) != 0)
+		return false;
+	/* drop an IPv6 zone ("%eth0"), which inet does not take */
+	host[strcspn(host, "%")] = '\0';
+	*result = DirectFunctionCall1(inet_in, CStringGetDatum(host));
+	return true;
+}
+
+/*
+ * conngov.sessions(): one row per counted session.  Reads every backend's
+ * status entry; client_addr only for pg_read_all_stats holders.
+ */
+#define CG_SESSIONS_COLS 11
+Datum
+conngov_sessions(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	CgSessionRow *rows;
+	int			n = 0;
+	int			i;
+	int			nbe;
+	bool		see_addr;
+
+	cg_require_shared_state();
+	InitMaterializedSRF(fcinfo, 0);
+	see_addr = has_privs_of_role(GetUserId(), ROLE_PG_READ_ALL_STATS);
+
+	rows = palloc(sizeof(CgSessionRow) * cg_nsessions);
+	LWLockAcquire(cg_shared->lock, LW_SHARED);
+	for (i = 0; i < cg_nsessions; i++)
+	{
+		const CgSession *s = &cg_sessions[i];
+		int			pid = s->pid;
+
+		pg_read_barrier();
+		if (pid == 0 || s->budget == CG_NOT_CHARGED)
+			continue;
+		rows[n].pid = pid;
+		rows[n].s = *s;
+		rows[n].be = NULL;
+		strlcpy(rows[n].budget,
+				s->budget == CG_UNBUDGETED ? CG_UNBUDGETED_NAME :
+				cg_budgets[s->budget].name, NAMEDATALEN);
+		n++;
+	}
+	LWLockRelease(cg_shared->lock);
+
+	qsort(rows, n, sizeof(CgSessionRow), cg_session_row_cmp);
+	nbe = pgstat_fetch_stat_numbackends();
+	for (i = 1; i <= nbe; i++)
+	{
+		LocalPgBackendStatus *l = cg_local_beentry(i);
+		CgSessionRow key;
+		CgSessionRow *r;
+
+		if (l == NULL)
+			continue;
+		key.pid = l->backendStatus.st_procpid;
+		r = bsearch(&key, rows, n, sizeof(CgSessionRow), cg_session_row_cmp);
+		if (r != NULL)
+			r->be = &l->backendStatus;
+	}
+
+	for (i = 0; i < n; i++)
+	{
+		Datum		values[CG_SESSIONS_COLS];
+		bool		nulls[CG_SESSIONS_COLS];
+		int			j = 0;
+		const CgSessionRow *r = &rows[i];
+		const PgBackendStatus *be = r->be;
+
+		memset(nulls, 0, sizeof(nulls));
+		values[j++] = Int32GetDatum(r->pid);
+		values[j++] = CStringGetTextDatum(r->budget);
+		values[j++] = CStringGetTextDatum(r->s.application_name);
+		if (be)
+			values[j++] = CStringGetTextDatum(be->st_appname);
+		else
+			nulls[j++] = true;
+		values[j++] = cg_name_datum(r->s.role_name);
+		values[j++] = cg_name_datum(r->s.database_name);
+		if (be && see_addr && cg_client_addr(be, &values[j]))
+			j++;
+		else
+			nulls[j++] = true;
+		values[j++] = CStringGetTextDatum(be ? cg_state_name(be->st_state) :
+										  "starting");
+		if (be && be->st_state_start_timestamp != 0)
+			values[j++] = TimestampTzGetDatum(be->st_state_start_timestamp);
+		else
+			nulls[j++] = true;
+		if (be)
+			values[j++] = TimestampTzGetDatum(be->st_proc_start_timestamp);
+		else
+			nulls[j++] = true;
+		values[j++] = BoolGetDatum(r->s.exempt);
+		Assert(j == CG_SESSIONS_COLS);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	return (Datum) 0;
+}
+
+/*
+ * conngov.reload(): have the worker read the table now and wait until it
+ * has; returns the number of budgets loaded.  The worker reads in its own
+ * transaction, so only committed rows count.
+ */
+Datum
+conngov_reload(PG_FUNCTION_ARGS)
+{
+	uint32		request;
+	TimestampTz start = GetCurrentTimestamp();
+	int			n;
+
+	cg_require_shared_state();
+
+	request = pg_atomic_add_fetch_u32(&cg_shared->reload_requested, 1);
+	cg_wake_worker();
+
+	ConditionVariablePrepareToSleep(&cg_shared->reload_cv);
+	while ((int32) (pg_atomic_read_u32(&cg_shared->reload_done) - request) < 0)
+	{
+		if (TimestampDifferenceExceeds(start, GetCurrentTimestamp(),
+									   CG_RELOAD_WAIT_MS))
+		{
+			ConditionVariableCancelSleep();
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("conngov worker did not reload the budgets within %d seconds",
+							CG_RELOAD_WAIT_MS / 1000),
+					 errhint("Check the server log: the worker runs in database \"%s\".",
+							 cg_database)));
+		}
+		(void) ConditionVariableTimedSleep(&cg_shared->reload_cv, 100,
+										   PG_WAIT_EXTENSION);
+	}
+	ConditionVariableCancelSleep();
+
+	LWLockAcquire(cg_shared->lock, LW_SHARED);
+	n = cg_shared->nbudgets;
+	LWLockRelease(cg_shared->lock);
+	PG_RETURN_INT32(n);
+}
+
+/*
+ * conngov.sweep(dry_run): one idle sweep now; the sessions it ended, or
+ * would end.
+ */
+#define CG_SWEEP_COLS 8
+Datum
+conngov_sweep(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	bool		dry_run = PG_GETARG_BOOL(0);
+	CgSweepResult *results;
+	int			n;
+	int			i;
+
+	cg_require_shared_state();
+	InitMaterializedSRF(fcinfo, 0);
+
+	(void) cg_sweep(dry_run, &results, &n);
+	for (i = 0; i < n; i++)
+	{
+		Datum		values[CG_SWEEP_COLS];
+		bool		nulls[CG_SWEEP_COLS];
+		int			j = 0;
+		const CgSweepResult *r = &results[i];
+
+		memset(nulls, 0, sizeof(nulls));
+		values[j++] = Int32GetDatum(r->pid);
+		values[j++] = CStringGetTextDatum(r->budget);
+		values[j++] = CStringGetTextDatum(r->application_name);
+		values[j++] = cg_name_datum(r->role_name);
+		values[j++] = CStringGetTextDatum(r->in_xact ? "idle in transaction" : "idle");
+		values[j++] = cg_interval_ms(r->idle_ms);
+		values[j++] = cg_interval_ms(r->timeout_ms);
+		values[j++] = CStringGetTextDatum(dry_run ? "would end" :
+										  r->ended ? "ended" : "would end (monitor)");
+		Assert(j == CG_SWEEP_COLS);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	return (Datum) 0;
+}
+
+/*---- reload after commit ----*/
+
+static bool cg_xact_callback_registered = false;
+static bool cg_change_pending = false;
+
+/*
+ * cg_xact_callback: after a transaction that changed conngov.budgets
+ * commits, ask the worker to reload.  A rollback forgets the change.
+ * Cannot fail: atomics, a spinlock and SetLatch.
+ */
+static void
+cg_xact_callback(XactEvent event, void *arg)
+{
+	switch (event)
+	{
+		case XACT_EVENT_COMMIT:
+		case XACT_EVENT_PARALLEL_COMMIT:
+			if (cg_change_pending && cg_shared != NULL)
+			{
+				pg_atomic_fetch_add_u32(&cg_shared->reload_requested, 1);
+				cg_wake_worker();
+			}
+			cg_change_pending = false;
+			break;
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PARALLEL_ABORT:
+		case XACT_EVENT_PREPARE:
+			cg_change_pending = false;
+			break;
+		default:
+			break;
+	}
+}
+
+/*
+ * conngov.budgets_changed(): statement trigger on conngov.budgets.
+ */
+Datum
+conngov_budgets_changed(PG_FUNCTION_ARGS)
+{
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("conngov.budgets_changed() must be called as a trigger")));
+
+	if (!cg_xact_callback_registered)
+	{
+		RegisterXactCallback(cg_xact_callback, NULL);
+		cg_xact_callback_registered = true;
+	}
+	cg_change_pending = true;
+	return PointerGetDatum(NULL);
+}
