@@ -157,6 +157,17 @@ RETURNS SETOF record
 LANGUAGE C STRICT VOLATILE
 AS 'MODULE_PATHNAME', 'conngov_sessions';
 
+CREATE FUNCTION conngov.match(
+	application_name text,
+	role_name name DEFAULT current_user,
+	database_name name DEFAULT current_database())
+RETURNS text
+LANGUAGE C STRICT STABLE
+AS 'MODULE_PATHNAME', 'conngov_match';
+
+COMMENT ON FUNCTION conngov.match(text, name, name) IS
+	'the budget a login with this identity would be charged to';
+
 -- Admin functions
 
 CREATE FUNCTION conngov.reload()
@@ -182,7 +193,9 @@ AS 'MODULE_PATHNAME', 'conngov_sweep';
 GRANT USAGE ON SCHEMA conngov TO PUBLIC;
 REVOKE ALL ON FUNCTION conngov.usage() FROM PUBLIC;
 REVOKE ALL ON FUNCTION conngov.sessions() FROM PUBLIC;
+REVOKE ALL ON FUNCTION conngov.match(text, name, name) FROM PUBLIC;
 REVOKE ALL ON FUNCTION conngov.reload() FROM PUBLIC;
 REVOKE ALL ON FUNCTION conngov.sweep(boolean) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION conngov.usage() TO pg_monitor;
 GRANT EXECUTE ON FUNCTION conngov.sessions() TO pg_monitor;
+GRANT EXECUTE ON FUNCTION conngov.match(text, name, name) TO pg_monitor;

@@ -40,6 +40,7 @@
 
 PG_FUNCTION_INFO_V1(conngov_usage);
 PG_FUNCTION_INFO_V1(conngov_sessions);
+PG_FUNCTION_INFO_V1(conngov_match);
 PG_FUNCTION_INFO_V1(conngov_reload);
 PG_FUNCTION_INFO_V1(conngov_sweep);
 PG_FUNCTION_INFO_V1(conngov_budgets_changed);
@@ -318,6 +319,32 @@ conngov_sessions(PG_FUNCTION_ARGS)
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	return (Datum) 0;
+}
+
+/*
+ * conngov.match(application_name, role_name, database_name): the budget a
+ * login with this identity would be charged to now, as the login path
+ * matches it (application_name cut to 63 bytes, as at login).
+ */
+Datum
+conngov_match(PG_FUNCTION_ARGS)
+{
+	char		app[NAMEDATALEN];
+	Name		role = PG_GETARG_NAME(1);
+	Name		db = PG_GETARG_NAME(2);
+	int			budget;
+	char		name[NAMEDATALEN];
+
+	cg_require_shared_state();
+	text_to_cstring_buffer(PG_GETARG_TEXT_PP(0), app, sizeof(app));
+
+	LWLockAcquire(cg_shared->lock, LW_SHARED);
+	budget = cg_match_budget(app, NameStr(*role), NameStr(*db));
+	strlcpy(name, budget == CG_UNBUDGETED ? CG_UNBUDGETED_NAME :
+			cg_budgets[budget].name, NAMEDATALEN);
+	LWLockRelease(cg_shared->lock);
+
+	PG_RETURN_TEXT_P(cstring_to_text(name));
 }
 
 /*

@@ -1,0 +1,65 @@
+# test/lib.sh: shell helpers shared by run-tests.sh, demo.sh and bench/.
+# Sourced, not run.  Works as root (then servers run as user "cgtest") or as
+# a user with sudo.
+
+CG_TEST_USER=${CG_TEST_USER:-cgtest}
+
+cg_sudo() {
+	if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+# cg_install_packages VERSION: the server, its headers and the test tools,
+# from Debian's archive, only when something is missing.
+cg_install_packages() {
+	local ver=$1
+	local pkgs="postgresql-$ver postgresql-server-dev-$ver postgresql-contrib
+		libipc-run-perl libkrb5-dev libssl-dev make gcc"
+	local missing=""
+	local p
+	for p in $pkgs; do
+		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" ||
+			missing="$missing $p"
+	done
+	if [ -n "$missing" ]; then
+		echo "conngov: installing$missing"
+		cg_sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+		cg_sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+			--no-install-recommends $missing >/dev/null
+	fi
+	CG_PG_CONFIG=/usr/lib/postgresql/$ver/bin/pg_config
+	CG_PG_BIN=/usr/lib/postgresql/$ver/bin
+	export CG_PG_CONFIG CG_PG_BIN
+}
+
+# cg_build_install SRCDIR: build and install conngov; set CG_BUILD_DIR to a
+# tree the test user can write (a copy owned by it when running as root).
+cg_build_install() {
+	local src=$1
+	make -s -C "$src" PG_CONFIG="$CG_PG_CONFIG" >/dev/null
+	cg_sudo make -s -C "$src" PG_CONFIG="$CG_PG_CONFIG" install >/dev/null
+	if [ "$(id -u)" = 0 ]; then
+		id "$CG_TEST_USER" >/dev/null 2>&1 ||
+			useradd --system --create-home --shell /bin/bash "$CG_TEST_USER"
+		CG_BUILD_DIR=$(mktemp -d /tmp/conngov-build.XXXXXX)
+		chmod 755 "$CG_BUILD_DIR"
+		(cd "$src" && tar --exclude=.git --exclude=tmp_check \
+			--exclude=tmp_regress -cf - .) | tar -C "$CG_BUILD_DIR" -xf -
+		chown -R "$CG_TEST_USER" "$CG_BUILD_DIR"
+	else
+		CG_BUILD_DIR=$src
+	fi
+	export CG_BUILD_DIR
+}
+
+# cg_as_test_user DIR CMD...: run CMD in DIR as the unprivileged user.
+cg_as_test_user() {
+	local dir=$1
+	shift
+	if [ "$(id -u)" = 0 ]; then
+		runuser -u "$CG_TEST_USER" -- env -C "$dir" \
+			PATH="$CG_PG_BIN:$PATH" CG_PG_BIN="$CG_PG_BIN" \
+			CG_PG_CONFIG="$CG_PG_CONFIG" "$@"
+	else
+		(cd "$dir" && PATH="$CG_PG_BIN:$PATH" "$@")
+	fi
+}

@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# test/run-tests.sh: install what the tests need, build and install conngov,
+# then run the whole suite (pg_regress and TAP) on throwaway clusters.
+#
+#   bash test/run-tests.sh            everything
+#   bash test/run-tests.sh regress    pg_regress only
+#   bash test/run-tests.sh tap [t/NNN_x.pl ...]   TAP only (optionally some)
+#
+# PostgreSQL refuses to run as root: started as root, the script builds and
+# installs as root and runs the tests as the unprivileged user "cgtest" in a
+# copy of the tree.  Exits non-zero when any test fails.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")/.." && pwd)
+what=${1:-all}
+shift || true
+PGVER=${PGVER:-15}
+
+. "$here/test/lib.sh"
+
+cg_install_packages "$PGVER"
+cg_build_install "$here" "$PGVER"
+
+status=0
+run_make() {
+	# $1: make target, rest: extra make variables
+	local target=$1
+	shift
+	if ! cg_as_test_user "$CG_BUILD_DIR" make -s "PG_CONFIG=$CG_PG_CONFIG" "$target" "$@"; then
+		status=1
+		for f in "$CG_BUILD_DIR"/regression.diffs; do
+			[ -f "$f" ] && { echo "=== $f"; cat "$f"; }
+		done
+		for f in "$CG_BUILD_DIR"/tmp_regress/log/*.log "$CG_BUILD_DIR"/tmp_check/log/*; do
+			[ -f "$f" ] && { echo "=== $f (last 60 lines)"; tail -n 60 "$f"; }
+		done
+	fi
+}
+
+case "$what" in
+	all)
+		run_make installcheck
+		if [ "$status" = 0 ]; then
+			cg_as_test_user "$CG_BUILD_DIR" bash bench/run.sh --smoke || status=1
+		fi
+		;;
+	regress)
+		run_make installcheck TAP_TESTS=
+		;;
+	tap)
+		if [ $# -gt 0 ]; then
+			run_make installcheck REGRESS= PROVE_TESTS="$*"
+		else
+			run_make installcheck REGRESS=
+		fi
+		;;
+	*)
+		echo "usage: $0 [all|regress|tap [test/t/NNN_x.pl ...]]" >&2
+		exit 2
+		;;
+esac
+
+if [ "$status" = 0 ]; then
+	echo "conngov: all tests passed (PostgreSQL $PGVER)"
+else
+	echo "conngov: TESTS FAILED (PostgreSQL $PGVER)" >&2
+fi
+exit "$status"
