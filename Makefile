@@ -9,7 +9,7 @@ PGFILEDESC = "conngov - connection budgets per application"
 
 PG_CPPFLAGS = -I$(srcdir)/src
 
-REGRESS = setup budgets matching functions cleanup
+REGRESS = setup budgets matching functions monitoring privileges cleanup
 REGRESS_OPTS = --temp-config=$(srcdir)/test/regress.conf \
 	--temp-instance=./tmp_regress --load-extension=conngov \
 	--dbname=contrib_regression
@@ -25,3 +25,6 @@ override with_llvm = no
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
+
+# every object depends on the shared headers (PGXS tracks no dependencies)
+$(OBJS): $(wildcard src/*.h)

@@ -168,7 +168,62 @@ AS 'MODULE_PATHNAME', 'conngov_match';
 COMMENT ON FUNCTION conngov.match(text, name, name) IS
 	'the budget a login with this identity would be charged to';
 
+CREATE FUNCTION conngov.headroom(
+	OUT max_connections integer,
+	OUT superuser_reserved_connections integer,
+	OUT reserved_connections integer,
+	OUT normal_slots integer,
+	OUT normal_in_use integer,
+	OUT normal_free integer,
+	OUT reserved_in_use integer,
+	OUT reserved_free integer,
+	OUT budgeted_total bigint,
+	OUT oversubscribed boolean,
+	OUT status text)
+RETURNS record
+LANGUAGE C STRICT VOLATILE
+AS 'MODULE_PATHNAME', 'conngov_headroom';
+
+CREATE FUNCTION conngov.health()
+RETURNS jsonb
+LANGUAGE C STRICT VOLATILE
+AS 'MODULE_PATHNAME', 'conngov_health';
+
+CREATE FUNCTION conngov.stats(
+	OUT budget text,
+	OUT admitted bigint,
+	OUT refused bigint,
+	OUT would_refuse bigint,
+	OUT ended_idle bigint,
+	OUT would_end_idle bigint,
+	OUT peak integer,
+	OUT last_refused_at timestamptz,
+	OUT stats_reset timestamptz)
+RETURNS SETOF record
+LANGUAGE C STRICT VOLATILE
+AS 'MODULE_PATHNAME', 'conngov_stats';
+
+CREATE FUNCTION conngov.events(
+	since timestamptz DEFAULT NULL,
+	OUT at timestamptz,
+	OUT kind text,
+	OUT budget text,
+	OUT pid integer,
+	OUT role_name text,
+	OUT database_name text,
+	OUT application_name text,
+	OUT client_addr inet,
+	OUT detail text)
+RETURNS SETOF record
+LANGUAGE C VOLATILE
+AS 'MODULE_PATHNAME', 'conngov_events';
+
 -- Admin functions
+
+CREATE FUNCTION conngov.reset_stats()
+RETURNS void
+LANGUAGE C STRICT VOLATILE
+AS 'MODULE_PATHNAME', 'conngov_reset_stats';
 
 CREATE FUNCTION conngov.reload()
 RETURNS integer
@@ -194,8 +249,17 @@ GRANT USAGE ON SCHEMA conngov TO PUBLIC;
 REVOKE ALL ON FUNCTION conngov.usage() FROM PUBLIC;
 REVOKE ALL ON FUNCTION conngov.sessions() FROM PUBLIC;
 REVOKE ALL ON FUNCTION conngov.match(text, name, name) FROM PUBLIC;
+REVOKE ALL ON FUNCTION conngov.headroom() FROM PUBLIC;
+REVOKE ALL ON FUNCTION conngov.health() FROM PUBLIC;
+REVOKE ALL ON FUNCTION conngov.stats() FROM PUBLIC;
+REVOKE ALL ON FUNCTION conngov.events(timestamptz) FROM PUBLIC;
+REVOKE ALL ON FUNCTION conngov.reset_stats() FROM PUBLIC;
 REVOKE ALL ON FUNCTION conngov.reload() FROM PUBLIC;
 REVOKE ALL ON FUNCTION conngov.sweep(boolean) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION conngov.usage() TO pg_monitor;
 GRANT EXECUTE ON FUNCTION conngov.sessions() TO pg_monitor;
 GRANT EXECUTE ON FUNCTION conngov.match(text, name, name) TO pg_monitor;
+GRANT EXECUTE ON FUNCTION conngov.headroom() TO pg_monitor;
+GRANT EXECUTE ON FUNCTION conngov.health() TO pg_monitor;
+GRANT EXECUTE ON FUNCTION conngov.stats() TO pg_monitor;
+GRANT EXECUTE ON FUNCTION conngov.events(timestamptz) TO pg_monitor;

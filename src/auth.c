@@ -23,6 +23,10 @@
  */
 #include "postgres.h"
 
+#include <sys/socket.h>
+#include <netdb.h>
+
+#include "common/ip.h"
 #include "libpq/auth.h"
 #include "libpq/libpq-be.h"
 #include "miscadmin.h"
@@ -218,12 +222,23 @@ cg_ClientAuthentication(Port *port, int status)
 	if (would_refuse || refused)
 	{
 		char		detail[128];
+		char		addr[NI_MAXHOST];
+
+		addr[0] = '\0';
+		if ((port->raddr.addr.ss_family == AF_INET ||
+			 port->raddr.addr.ss_family == AF_INET6) &&
+			pg_getnameinfo_all(&port->raddr.addr, port->raddr.salen,
+							   addr, sizeof(addr), NULL, 0,
+							   NI_NUMERICHOST | NI_NUMERICSERV) == 0)
+			addr[strcspn(addr, "%")] = '\0';
+		else
+			addr[0] = '\0';
 
 		snprintf(detail, sizeof(detail), "%u in use, limit %d",
 				 in_use, hit.max_connections);
 		cg_add_event(refused ? CG_EVENT_REFUSED : CG_EVENT_WOULD_REFUSE,
 					 hit.name, MyProcPid, s->role_name, s->database_name,
-					 s->application_name, port->remote_host, detail);
+					 s->application_name, addr, detail);
 	}
 
 	if (refused)

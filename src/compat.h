@@ -107,4 +107,35 @@ cg_wait_event_main(void)
 #define CG_SUPERUSER_RESERVED()	ReservedBackends
 #endif
 
+/*
+ * cg_free_procs: free PGPROCs of the regular pool, counted by PostgreSQL's
+ * own HaveNFreeProcs(), which is what decides "remaining connection slots
+ * are reserved".  16 returns the count (up to n); 15 only answers whether
+ * there are at least n, so binary search for the largest such n.
+ */
+static inline int
+cg_free_procs(void)
+{
+#if PG_VERSION_NUM >= 160000
+	int			nfree = 0;
+
+	(void) HaveNFreeProcs(MaxConnections, &nfree);
+	return nfree;
+#else
+	int			lo = 0;
+	int			hi = MaxConnections;
+
+	while (lo < hi)
+	{
+		int			mid = lo + (hi - lo + 1) / 2;
+
+		if (HaveNFreeProcs(mid))
+			lo = mid;
+		else
+			hi = mid - 1;
+	}
+	return lo;
+#endif
+}
+
 #endif							/* CONNGOV_COMPAT_H */

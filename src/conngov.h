@@ -129,12 +129,15 @@ typedef struct CgEvent
  * - lock (LWLock, tranche "conngov"): EXCLUSIVE to publish budgets (state,
  *   nbudgets, budgets[] contents, re-matching sessions[]); SHARED to read
  *   budgets or to charge/release a session, whose counters are atomics.
- * - mutex (spinlock): the events ring position and worker_latch.
+ * - events_lock (LWLock, same tranche): the events ring and event_next;
+ *   EXCLUSIVE to append, SHARED to read.
+ * - mutex (spinlock): worker_latch and worker_pid.
  * - reload_requested/reload_done: atomics; reload_cv wakes reload() callers.
  */
 typedef struct CgSharedState
 {
 	LWLock	   *lock;
+	LWLock	   *events_lock;
 	slock_t		mutex;
 
 	/* budgets, under lock */
@@ -156,7 +159,7 @@ typedef struct CgSharedState
 	/* unbudgeted sessions */
 	CgCounters	unbudgeted;
 
-	/* events ring, under mutex */
+	/* events ring, under events_lock */
 	uint64		event_next;		/* events ever written */
 } CgSharedState;
 
@@ -212,6 +215,9 @@ extern void cg_publish_budgets(CgBudget *budgets, int nbudgets, int nrows,
 							   CgLoadState state);
 extern const char *cg_status(uint32 total, int32 max_connections);
 extern const char *cg_mode_name(int mode);
+
+/*---- monitor.c ----*/
+extern int	cg_normal_slots(void);
 
 /*---- auth.c ----*/
 extern void cg_auth_init(void);

@@ -21,6 +21,7 @@
 #include "access/xact.h"
 #include "catalog/pg_authid_d.h"
 #include "commands/trigger.h"
+#include "executor/spi.h"
 #include "common/ip.h"
 #include "funcapi.h"
 #include "miscadmin.h"
@@ -465,6 +466,40 @@ cg_xact_callback(XactEvent event, void *arg)
 }
 
 /*
+ * cg_warn_oversubscribed: after an INSERT or UPDATE of the budgets, warn
+ * when the enforce budgets promise more connections than the server has
+ * slots for applications.  Not read-only, so that SPI takes a snapshot
+ * that sees the statement's own changes.
+ */
+static void
+cg_warn_oversubscribed(void)
+{
+	int64		sum;
+	bool		isnull;
+	int			slots = cg_normal_slots();
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (SPI_execute("SELECT pg_catalog.sum(max_connections)::pg_catalog.int8"
+					" FROM conngov.budgets WHERE mode OPERATOR(pg_catalog.=) 'enforce'",
+					false, 1) != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "could not sum conngov.budgets");
+	sum = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+									  SPI_tuptable->tupdesc, 1, &isnull));
+	SPI_finish();
+
+	if (!isnull && sum > slots)
+		ereport(WARNING,
+				(errcode(ERRCODE_WARNING),
+				 errmsg("connection budgets are oversubscribed: enforce budgets add up to " INT64_FORMAT " connections, " INT64_FORMAT " more than the server's %d normal slots",
+						sum, sum - slots, slots),
+				 errdetail("max_connections is %d, of which %d are reserved for superusers and %d for pg_use_reserved_connections.",
+						   MaxConnections, CG_SUPERUSER_RESERVED(),
+						   CG_RESERVED_CONNECTIONS()),
+				 errhint("Lower some budgets or raise max_connections: the promised pools no longer fit the server.")));
+}
+
+/*
  * conngov.budgets_changed(): statement trigger on conngov.budgets.
  */
 Datum
@@ -481,5 +516,10 @@ conngov_budgets_changed(PG_FUNCTION_ARGS)
 		cg_xact_callback_registered = true;
 	}
 	cg_change_pending = true;
+
+	if (TRIGGER_FIRED_BY_INSERT(((TriggerData *) fcinfo->context)->tg_event) ||
+		TRIGGER_FIRED_BY_UPDATE(((TriggerData *) fcinfo->context)->tg_event))
+		cg_warn_oversubscribed();
+
 	return PointerGetDatum(NULL);
 }

@@ -57,7 +57,7 @@ cg_shmem_request(void)
 		prev_shmem_request_hook();
 
 	RequestAddinShmemSpace(cg_shmem_size());
-	RequestNamedLWLockTranche(CG_TRANCHE_NAME, 1);
+	RequestNamedLWLockTranche(CG_TRANCHE_NAME, 2);
 }
 
 static void
@@ -102,10 +102,12 @@ cg_shmem_startup(void)
 
 	if (!found)
 	{
+		LWLockPadded *locks = GetNamedLWLockTranche(CG_TRANCHE_NAME);
 		int			i;
 
 		memset(cg_shared, 0, cg_shmem_size());
-		cg_shared->lock = &(GetNamedLWLockTranche(CG_TRANCHE_NAME))->lock;
+		cg_shared->lock = &locks[0].lock;
+		cg_shared->events_lock = &locks[1].lock;
 		SpinLockInit(&cg_shared->mutex);
 		cg_shared->state = CG_STATE_UNLOADED;
 		cg_shared->stats_reset = GetCurrentTimestamp();
@@ -195,7 +197,7 @@ cg_charge(CgCounters *c, int64 limit, uint32 *in_use)
 
 /*
  * cg_add_event: append one event to the ring, overwriting the oldest when
- * full.  Holds the spinlock only for the copy.
+ * full.  Holds events_lock only for the copy.
  */
 void
 cg_add_event(CgEventKind kind, const char *budget, int pid,
@@ -218,10 +220,10 @@ cg_add_event(CgEventKind kind, const char *budget, int pid,
 			sizeof(ev.client_addr));
 	strlcpy(ev.detail, detail ? detail : "", sizeof(ev.detail));
 
-	SpinLockAcquire(&cg_shared->mutex);
+	LWLockAcquire(cg_shared->events_lock, LW_EXCLUSIVE);
 	cg_events[cg_shared->event_next % cg_event_capacity] = ev;
 	cg_shared->event_next++;
-	SpinLockRelease(&cg_shared->mutex);
+	LWLockRelease(cg_shared->events_lock);
 }
 
 /*
