@@ -21,6 +21,7 @@
 #include "catalog/namespace.h"
 #include "executor/spi.h"
 #include "lib/stringinfo.h"
+#include "storage/lmgr.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 #include "utils/timestamp.h"
@@ -40,14 +41,15 @@
 	" FROM conngov.budgets ORDER BY priority, name COLLATE \"C\""
 
 /*
- * cg_budgets_table_exists: whether conngov is installed in this database.
+ * cg_budgets_table: the table's OID, or InvalidOid when conngov is not
+ * installed in this database.
  */
-static bool
-cg_budgets_table_exists(void)
+static Oid
+cg_budgets_table(void)
 {
 	Oid			nsp = get_namespace_oid("conngov", true);
 
-	return OidIsValid(nsp) && OidIsValid(get_relname_relid("budgets", nsp));
+	return OidIsValid(nsp) ? get_relname_relid("budgets", nsp) : InvalidOid;
 }
 
 static void
@@ -80,9 +82,11 @@ cg_get_int(HeapTuple tup, TupleDesc desc, int col)
 /*
  * cg_load_budgets: read the table and publish it.  Caller is in a
  * transaction with a snapshot, connected to conngov.database (the worker).
- * Returns the number of budgets loaded.  When the table holds more rows
- * than conngov.max_budgets, the first ones in matching order are loaded and
- * a WARNING names the others.
+ * Returns the number of budgets loaded, or -1 when the table is locked
+ * (ALTER TABLE, DROP EXTENSION in progress ...): the worker never waits on
+ * it, it tries again shortly.  When the table holds more rows than
+ * conngov.max_budgets, the first ones in matching order are loaded and a
+ * WARNING names the others.
  */
 int
 cg_load_budgets(void)
@@ -91,12 +95,16 @@ cg_load_budgets(void)
 	uint64		nrows;
 	int			n;
 	uint64		i;
+	Oid			relid = cg_budgets_table();
 
-	if (!cg_budgets_table_exists())
+	if (!OidIsValid(relid))
 	{
 		cg_publish_budgets(NULL, 0, 0, CG_STATE_NO_TABLE);
 		return 0;
 	}
+	/* held until the end of the transaction; SPI takes it again */
+	if (!ConditionalLockRelationOid(relid, AccessShareLock))
+		return -1;
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");

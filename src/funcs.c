@@ -46,6 +46,10 @@ PG_FUNCTION_INFO_V1(conngov_reload);
 PG_FUNCTION_INFO_V1(conngov_sweep);
 PG_FUNCTION_INFO_V1(conngov_budgets_changed);
 
+/* This transaction changed conngov.budgets: reload after it commits. */
+static bool cg_change_pending = false;
+static bool cg_xact_callback_registered = false;
+
 static Datum
 cg_interval_ms(int64 ms)
 {
@@ -361,6 +365,12 @@ conngov_reload(PG_FUNCTION_ARGS)
 	int			n;
 
 	cg_require_shared_state();
+	if (cg_change_pending)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("cannot reload the budgets in the transaction that changed them"),
+				 errdetail("conngov loads committed budgets only."),
+				 errhint("Commit first: committed changes apply by themselves within a second.")));
 
 	request = pg_atomic_add_fetch_u32(&cg_shared->reload_requested, 1);
 	cg_wake_worker();
@@ -432,9 +442,6 @@ conngov_sweep(PG_FUNCTION_ARGS)
 }
 
 /*---- reload after commit ----*/
-
-static bool cg_xact_callback_registered = false;
-static bool cg_change_pending = false;
 
 /*
  * cg_xact_callback: after a transaction that changed conngov.budgets

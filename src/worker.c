@@ -43,6 +43,8 @@
 
 /* How often a standby re-reads the budgets (no trigger fires there). */
 #define CG_STANDBY_RELOAD_MS	1000
+/* Retry interval while the budgets table is locked. */
+#define CG_LOCKED_RETRY_MS		100
 /* Re-check interval while a kept (warm pool) session is past its timeout. */
 #define CG_KEPT_RECHECK_MS		1000
 
@@ -333,22 +335,28 @@ cg_sweep(bool dry_run, CgSweepResult **results, int *nresults)
 
 /*
  * cg_worker_load: read the budgets in a transaction of their own and tell
- * waiting reload() callers.
+ * waiting reload() callers.  Returns false when the table was locked and
+ * nothing was loaded.
  */
-static void
+static bool
 cg_worker_load(uint32 request)
 {
+	int			n;
+
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	PushActiveSnapshot(GetTransactionSnapshot());
 	pgstat_report_activity(STATE_RUNNING, "loading budgets");
-	(void) cg_load_budgets();
+	n = cg_load_budgets();
 	PopActiveSnapshot();
 	CommitTransactionCommand();
 	pgstat_report_activity(STATE_IDLE, NULL);
 
+	if (n < 0)
+		return false;
 	pg_atomic_write_u32(&cg_shared->reload_done, request);
 	ConditionVariableBroadcast(&cg_shared->reload_cv);
+	return true;
 }
 
 static TimestampTz
@@ -400,6 +408,7 @@ cg_worker_main(Datum main_arg)
 		uint32		request = pg_atomic_read_u32(&cg_shared->reload_requested);
 		bool		standby = RecoveryInProgress();
 		TimestampTz next;
+		bool		retry;
 		long		timeout_ms = -1;
 		int			events = WL_LATCH_SET | WL_EXIT_ON_PM_DEATH;
 
@@ -410,11 +419,16 @@ cg_worker_main(Datum main_arg)
 			ProcessConfigFile(PGC_SIGHUP);
 		}
 
+		retry = false;
 		if (first || request != loaded || standby)
 		{
-			cg_worker_load(request);
-			loaded = request;
-			first = false;
+			if (cg_worker_load(request))
+			{
+				loaded = request;
+				first = false;
+			}
+			else
+				retry = true;
 		}
 
 		next = cg_worker_sweep();
@@ -426,6 +440,8 @@ cg_worker_main(Datum main_arg)
 		}
 		if (standby && (timeout_ms < 0 || timeout_ms > CG_STANDBY_RELOAD_MS))
 			timeout_ms = CG_STANDBY_RELOAD_MS;
+		if (retry && (timeout_ms < 0 || timeout_ms > CG_LOCKED_RETRY_MS))
+			timeout_ms = CG_LOCKED_RETRY_MS;
 		if (timeout_ms >= 0)
 			events |= WL_TIMEOUT;
 

@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# test/demo.sh: conngov on a throwaway cluster, in about half a minute.
+#
+# Installs what it needs (Debian 12), builds and installs conngov, starts a
+# cluster with conngov preloaded on a unix socket, writes budgets that
+# mirror a real deployment, simulates a few applications, and shows a
+# refusal, usage, headroom and an idle session ended by the worker.  The
+# cluster is removed at the end.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")/.." && pwd)
+. "$here/test/lib.sh"
+
+cg_install_packages "${PGVER:-15}"
+cg_build_install "$here"
+
+work=$(mktemp -d /tmp/conngov-demo.XXXXXX)
+chmod 755 "$work"
+[ "$(id -u)" = 0 ] && chown "$CG_TEST_USER" "$work"
+port=54329
+pids=()
+
+run() { cg_as_test_user "$work" "$@"; }
+sql() { run psql -X -q -h "$work" -p "$port" -U postgres -d postgres -c "$*"; }
+say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+
+cleanup() {
+	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+	run pg_ctl -D "$work/data" -m immediate stop >/dev/null 2>&1 || true
+	rm -rf "$work" "$CG_BUILD_DIR"
+}
+trap cleanup EXIT
+
+# client APP ROLE SECONDS: one application connection that runs a query and
+# then stays idle for SECONDS (like a pooled connection), in the background.
+client() {
+	local app=$1 role=$2 secs=$3
+	(echo "SELECT 1;"; sleep "$secs") 2>/dev/null |
+		run env PGAPPNAME="$app" psql -X -q -h "$work" -p "$port" -U "$role" \
+			-d postgres >/dev/null 2>&1 &
+	pids+=($!)
+}
+
+say "A throwaway cluster with conngov preloaded (max_connections = 300)"
+run initdb -D "$work/data" -A trust -U postgres >/dev/null
+cat >>"$work/data/postgresql.conf" <<EOF
+shared_preload_libraries = 'conngov'
+listen_addresses = ''
+unix_socket_directories = '$work'
+port = $port
+max_connections = 300
+superuser_reserved_connections = 3
+EOF
+run pg_ctl -D "$work/data" -l "$work/server.log" -w start >/dev/null
+sql "CREATE EXTENSION conngov"
+sql "CREATE ROLE core_api LOGIN; CREATE ROLE admin_api LOGIN; CREATE ROLE batch LOGIN; CREATE ROLE reporting LOGIN"
+
+say "Budgets: one row per application, as its pools promise"
+sql "INSERT INTO conngov.budgets
+       (name, application_pattern, role_name, max_connections, idle_timeout, idle_keep, comment)
+     VALUES
+       ('core_api', 'core-api%', 'core_api', 150, NULL, 0, '10 instances x (pool_size 10 + max_overflow 5)'),
+       ('admin_api', 'admin-api%', 'admin_api', 75, NULL, 0, '5 instances x (10 + 5)'),
+       ('aggregation_worker', 'aggregation_worker', 'batch', 3, NULL, 0, 'nightly batch job'),
+       ('reporting', 'reporting%', 'reporting', 10, '3 seconds', 2, 'dashboards: keep a warm pool of 2')"
+sql "SELECT conngov.reload() AS budgets_loaded"
+sql "SELECT name, application_pattern, role_name, max_connections, idle_timeout, idle_keep FROM conngov.budgets ORDER BY priority, name"
+
+say "Applications connect: 20 core-api, 5 admin-api, 3 aggregation_worker, 4 reporting"
+for i in $(seq 1 20); do client "core-api-$((i % 4))" core_api 30; done
+for i in $(seq 1 5); do client "admin-api" admin_api 30; done
+for i in 1 2 3; do client aggregation_worker batch 30; done
+for i in 1 2 3 4; do client "reporting-$i" reporting 30; sleep 0.2; done
+sleep 1.5
+sql "SELECT * FROM conngov.usage() ORDER BY budget"
+
+say "A 4th aggregation_worker connection goes over its budget of 3: refused"
+run env PGAPPNAME=aggregation_worker psql -X -h "$work" -p "$port" -U batch -d postgres \
+	-c "SELECT 1" 2>&1 | sed 's/^/  client sees: /' || true
+
+say "A DBA is never locked out: a superuser over the same budget is admitted"
+run env PGAPPNAME=aggregation_worker psql -X -q -h "$work" -p "$port" -U postgres -d postgres \
+	-tAc "SELECT 'admitted as superuser, exempt = ' || exempt FROM conngov.sessions() WHERE pid = pg_backend_pid()"
+
+say "Headroom before PostgreSQL's own reserved slots"
+sql "SELECT * FROM conngov.headroom()"
+
+say "Idle sessions: reporting has idle_timeout 3 s and idle_keep 2 (a warm pool)"
+sleep 4
+sql "SELECT at::time(0) AS at, kind, budget, pid, application_name, detail FROM conngov.events() WHERE kind <> 'budgets_reloaded' ORDER BY at"
+sql "SELECT budget, login_application_name, state FROM conngov.sessions() WHERE budget = 'reporting' ORDER BY login_application_name"
+
+say "Counters and health"
+sql "SELECT budget, admitted, refused, ended_idle, peak FROM conngov.stats() ORDER BY budget"
+sql "SELECT jsonb_pretty(conngov.health() - 'checks') AS health"
+
+say "Server log lines written by conngov"
+grep -E -A2 "conngov|connection budget" "$work/server.log" | grep -v "^--" | sed 's/^/  /'
+
+say "Done: the cluster is removed"
