@@ -99,6 +99,13 @@ cg_load_budgets(void)
 
 	if (!OidIsValid(relid))
 	{
+		/* only the worker publishes, so state is stable here */
+		if (cg_shared->state != CG_STATE_NO_TABLE)
+			ereport(LOG,
+					(errmsg("conngov: table conngov.budgets does not exist in database \"%s\", nothing is enforced",
+							cg_database),
+					 errhint("Run CREATE EXTENSION conngov in database \"%s\".",
+							 cg_database)));
 		cg_publish_budgets(NULL, 0, 0, CG_STATE_NO_TABLE);
 		return 0;
 	}

@@ -212,5 +212,6 @@ _PG_init(void)
 	cg_define_gucs();
 	cg_shmem_init_hooks();
 	cg_auth_init();
+	cg_notify_init();
 	cg_register_worker();
 }

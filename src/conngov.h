@@ -219,6 +219,10 @@ extern const char *cg_mode_name(int mode);
 /*---- monitor.c ----*/
 extern int	cg_normal_slots(void);
 
+/*---- notify.c ----*/
+extern bool cg_changes_pending(void);
+extern void cg_notify_init(void);
+
 /*---- auth.c ----*/
 extern void cg_auth_init(void);
 

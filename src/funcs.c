@@ -18,10 +18,7 @@
 
 #include <sys/socket.h>
 
-#include "access/xact.h"
 #include "catalog/pg_authid_d.h"
-#include "commands/trigger.h"
-#include "executor/spi.h"
 #include "common/ip.h"
 #include "funcapi.h"
 #include "miscadmin.h"
@@ -44,11 +41,7 @@ PG_FUNCTION_INFO_V1(conngov_sessions);
 PG_FUNCTION_INFO_V1(conngov_match);
 PG_FUNCTION_INFO_V1(conngov_reload);
 PG_FUNCTION_INFO_V1(conngov_sweep);
-PG_FUNCTION_INFO_V1(conngov_budgets_changed);
 
-/* This transaction changed conngov.budgets: reload after it commits. */
-static bool cg_change_pending = false;
-static bool cg_xact_callback_registered = false;
 
 static Datum
 cg_interval_ms(int64 ms)
@@ -365,7 +358,7 @@ conngov_reload(PG_FUNCTION_ARGS)
 	int			n;
 
 	cg_require_shared_state();
-	if (cg_change_pending)
+	if (cg_changes_pending())
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("cannot reload the budgets in the transaction that changed them"),
@@ -439,94 +432,4 @@ conngov_sweep(PG_FUNCTION_ARGS)
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	return (Datum) 0;
-}
-
-/*---- reload after commit ----*/
-
-/*
- * cg_xact_callback: after a transaction that changed conngov.budgets
- * commits, ask the worker to reload.  A rollback forgets the change.
- * Cannot fail: atomics, a spinlock and SetLatch.
- */
-static void
-cg_xact_callback(XactEvent event, void *arg)
-{
-	switch (event)
-	{
-		case XACT_EVENT_COMMIT:
-		case XACT_EVENT_PARALLEL_COMMIT:
-			if (cg_change_pending && cg_shared != NULL)
-			{
-				pg_atomic_fetch_add_u32(&cg_shared->reload_requested, 1);
-				cg_wake_worker();
-			}
-			cg_change_pending = false;
-			break;
-		case XACT_EVENT_ABORT:
-		case XACT_EVENT_PARALLEL_ABORT:
-		case XACT_EVENT_PREPARE:
-			cg_change_pending = false;
-			break;
-		default:
-			break;
-	}
-}
-
-/*
- * cg_warn_oversubscribed: after an INSERT or UPDATE of the budgets, warn
- * when the enforce budgets promise more connections than the server has
- * slots for applications.  Not read-only, so that SPI takes a snapshot
- * that sees the statement's own changes.
- */
-static void
-cg_warn_oversubscribed(void)
-{
-	int64		sum;
-	bool		isnull;
-	int			slots = cg_normal_slots();
-
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	if (SPI_execute("SELECT pg_catalog.sum(max_connections)::pg_catalog.int8"
-					" FROM conngov.budgets WHERE mode OPERATOR(pg_catalog.=) 'enforce'",
-					false, 1) != SPI_OK_SELECT || SPI_processed != 1)
-		elog(ERROR, "could not sum conngov.budgets");
-	sum = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
-									  SPI_tuptable->tupdesc, 1, &isnull));
-	SPI_finish();
-
-	if (!isnull && sum > slots)
-		ereport(WARNING,
-				(errcode(ERRCODE_WARNING),
-				 errmsg("connection budgets are oversubscribed: enforce budgets add up to " INT64_FORMAT " connections, " INT64_FORMAT " more than the server's %d normal slots",
-						sum, sum - slots, slots),
-				 errdetail("max_connections is %d, of which %d are reserved for superusers and %d for pg_use_reserved_connections.",
-						   MaxConnections, CG_SUPERUSER_RESERVED(),
-						   CG_RESERVED_CONNECTIONS()),
-				 errhint("Lower some budgets or raise max_connections: the promised pools no longer fit the server.")));
-}
-
-/*
- * conngov.budgets_changed(): statement trigger on conngov.budgets.
- */
-Datum
-conngov_budgets_changed(PG_FUNCTION_ARGS)
-{
-	if (!CALLED_AS_TRIGGER(fcinfo))
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("conngov.budgets_changed() must be called as a trigger")));
-
-	if (!cg_xact_callback_registered)
-	{
-		RegisterXactCallback(cg_xact_callback, NULL);
-		cg_xact_callback_registered = true;
-	}
-	cg_change_pending = true;
-
-	if (TRIGGER_FIRED_BY_INSERT(((TriggerData *) fcinfo->context)->tg_event) ||
-		TRIGGER_FIRED_BY_UPDATE(((TriggerData *) fcinfo->context)->tg_event))
-		cg_warn_oversubscribed();
-
-	return PointerGetDatum(NULL);
 }

@@ -1,0 +1,187 @@
+/*-------------------------------------------------------------------------
+ *
+ * notify.c
+ *		Telling the worker about committed changes to conngov.budgets.
+ *
+ * A statement trigger on the table, and the object access hook for a
+ * DROP of the table or the extension, mark the transaction; its commit
+ * callback bumps the reload request and sets the worker's latch.  Nothing
+ * is published from inside the writing transaction, so a rollback never
+ * applies.  The trigger also warns when the enforce budgets no longer fit
+ * the server.
+ *
+ * Copyright (c) 2026, conngov developers
+ *
+ * IDENTIFICATION
+ *	  src/notify.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/objectaccess.h"
+#include "catalog/pg_class_d.h"
+#include "catalog/pg_extension_d.h"
+#include "commands/extension.h"
+#include "commands/trigger.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "utils/lsyscache.h"
+
+#include "compat.h"
+#include "conngov.h"
+
+PG_FUNCTION_INFO_V1(conngov_budgets_changed);
+
+/* This transaction changed conngov.budgets: reload after it commits. */
+static bool cg_change_pending = false;
+static bool cg_xact_callback_registered = false;
+
+static object_access_hook_type prev_object_access_hook = NULL;
+
+bool
+cg_changes_pending(void)
+{
+	return cg_change_pending;
+}
+
+
+/*
+ * cg_xact_callback: after a transaction that changed conngov.budgets
+ * commits, ask the worker to reload.  A rollback forgets the change.
+ * Cannot fail: atomics, a spinlock and SetLatch.
+ */
+static void
+cg_xact_callback(XactEvent event, void *arg)
+{
+	switch (event)
+	{
+		case XACT_EVENT_COMMIT:
+		case XACT_EVENT_PARALLEL_COMMIT:
+			if (cg_change_pending && cg_shared != NULL)
+			{
+				pg_atomic_fetch_add_u32(&cg_shared->reload_requested, 1);
+				cg_wake_worker();
+			}
+			cg_change_pending = false;
+			break;
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PARALLEL_ABORT:
+		case XACT_EVENT_PREPARE:
+			cg_change_pending = false;
+			break;
+		default:
+			break;
+	}
+}
+
+/*
+ * cg_warn_oversubscribed: after an INSERT or UPDATE of the budgets, warn
+ * when the enforce budgets promise more connections than the server has
+ * slots for applications.  Not read-only, so that SPI takes a snapshot
+ * that sees the statement's own changes.
+ */
+static void
+cg_warn_oversubscribed(void)
+{
+	int64		sum;
+	bool		isnull;
+	int			slots = cg_normal_slots();
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (SPI_execute("SELECT pg_catalog.sum(max_connections)::pg_catalog.int8"
+					" FROM conngov.budgets WHERE mode OPERATOR(pg_catalog.=) 'enforce'",
+					false, 1) != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "could not sum conngov.budgets");
+	sum = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+									  SPI_tuptable->tupdesc, 1, &isnull));
+	SPI_finish();
+
+	if (!isnull && sum > slots)
+		ereport(WARNING,
+				(errcode(ERRCODE_WARNING),
+				 errmsg("connection budgets are oversubscribed: enforce budgets add up to " INT64_FORMAT " connections, " INT64_FORMAT " more than the server's %d normal slots",
+						sum, sum - slots, slots),
+				 errdetail("max_connections is %d, of which %d are reserved for superusers and %d for pg_use_reserved_connections.",
+						   MaxConnections, CG_SUPERUSER_RESERVED(),
+						   CG_RESERVED_CONNECTIONS()),
+				 errhint("Lower some budgets or raise max_connections: the promised pools no longer fit the server.")));
+}
+
+/* Mark this transaction: the worker reloads once it commits. */
+static void
+cg_mark_changed(void)
+{
+	if (!cg_xact_callback_registered)
+	{
+		RegisterXactCallback(cg_xact_callback, NULL);
+		cg_xact_callback_registered = true;
+	}
+	cg_change_pending = true;
+}
+
+/*
+ * conngov.budgets_changed(): statement trigger on conngov.budgets.
+ */
+Datum
+conngov_budgets_changed(PG_FUNCTION_ARGS)
+{
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("conngov.budgets_changed() must be called as a trigger")));
+
+	cg_mark_changed();
+
+	if (TRIGGER_FIRED_BY_INSERT(((TriggerData *) fcinfo->context)->tg_event) ||
+		TRIGGER_FIRED_BY_UPDATE(((TriggerData *) fcinfo->context)->tg_event))
+		cg_warn_oversubscribed();
+
+	return PointerGetDatum(NULL);
+}
+
+/*
+ * cg_object_access: a DROP of conngov.budgets (or of the extension, which
+ * drops it) stops enforcement once it commits: the worker finds no table.
+ * Only drops of relations and extensions are looked at.
+ */
+static void
+cg_object_access(ObjectAccessType access, Oid classId, Oid objectId,
+				 int subId, void *arg)
+{
+	if (prev_object_access_hook)
+		prev_object_access_hook(access, classId, objectId, subId, arg);
+
+	if (access != OAT_DROP || subId != 0)
+		return;
+	if (classId == ExtensionRelationId)
+	{
+		char	   *name = get_extension_name(objectId);
+
+		if (name != NULL && strcmp(name, "conngov") == 0)
+			cg_mark_changed();
+	}
+	else if (classId == RelationRelationId)
+	{
+		Oid			nsp = get_namespace_oid("conngov", true);
+
+		if (OidIsValid(nsp) && get_rel_namespace(objectId) == nsp)
+		{
+			char	   *name = get_rel_name(objectId);
+
+			if (name != NULL && strcmp(name, "budgets") == 0)
+				cg_mark_changed();
+		}
+	}
+}
+
+void
+cg_notify_init(void)
+{
+	prev_object_access_hook = object_access_hook;
+	object_access_hook = cg_object_access;
+}
