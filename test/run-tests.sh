@@ -5,6 +5,8 @@
 #   bash test/run-tests.sh            everything
 #   bash test/run-tests.sh regress    pg_regress only
 #   bash test/run-tests.sh tap [t/NNN_x.pl ...]   TAP only (optionally some)
+#   bash test/run-tests.sh long       everything, then fuzz the matcher
+#                                     (FUZZ_SECONDS, default 300)
 #
 # PostgreSQL refuses to run as root: started as root, the script builds and
 # installs as root and runs the tests as the unprivileged user "cgtest" in a
@@ -44,6 +46,15 @@ case "$what" in
 			cg_as_test_user "$CG_BUILD_DIR" bash bench/run.sh --smoke || status=1
 		fi
 		;;
+	long)
+		run_make installcheck
+		if [ "$status" = 0 ]; then
+			cg_sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+				--no-install-recommends clang libclang-rt-14-dev >/dev/null
+			cg_as_test_user "$CG_BUILD_DIR" bash test/fuzz/run.sh \
+				"${FUZZ_SECONDS:-300}" || status=1
+		fi
+		;;
 	regress)
 		run_make installcheck TAP_TESTS=
 		;;
@@ -55,12 +66,13 @@ case "$what" in
 		fi
 		;;
 	*)
-		echo "usage: $0 [all|regress|tap [test/t/NNN_x.pl ...]]" >&2
+		echo "usage: $0 [all|long|regress|tap [test/t/NNN_x.pl ...]]" >&2
 		exit 2
 		;;
 esac
 
 if [ "$status" = 0 ]; then
+	[ "$CG_BUILD_DIR" != "$here" ] && rm -rf "$CG_BUILD_DIR"
 	echo "conngov: all tests passed (PostgreSQL $PGVER)"
 else
 	echo "conngov: TESTS FAILED (PostgreSQL $PGVER)" >&2
