@@ -118,10 +118,11 @@ cg_refuse(const CgBudget *b, uint32 in_use)
 	ereport(FATAL,
 			(errcode(ERRCODE_TOO_MANY_CONNECTIONS),
 			 errmsg("connection budget \"%s\" exhausted", b->name),
-			 errdetail_plural("Budget \"%s\" allows %d connection (%s); %u are in use.",
-							  "Budget \"%s\" allows %d connections (%s); %u are in use.",
+			 errdetail_plural("Budget \"%s\" allows %d connection (%s); %u %s in use.",
+							  "Budget \"%s\" allows %d connections (%s); %u %s in use.",
 							  b->max_connections,
-							  b->name, b->max_connections, filter, in_use),
+							  b->name, b->max_connections, filter, in_use,
+							  in_use == 1 ? "is" : "are"),
 			 errhint("Close idle connections of this application, or raise conngov.budgets.max_connections for \"%s\".",
 					 b->name)));
 }

@@ -113,6 +113,9 @@ cg_load_budgets(void)
 	if (!ConditionalLockRelationOid(relid, AccessShareLock))
 		return -1;
 
+	/* in the caller's context: SPI_finish frees what is palloc'd after */
+	budgets = palloc0(sizeof(CgBudget) * cg_max_budgets);
+
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	if (SPI_execute(CG_BUDGETS_QUERY, true, 0) != SPI_OK_SELECT)
@@ -120,7 +123,6 @@ cg_load_budgets(void)
 
 	nrows = SPI_processed;
 	n = (int) Min(nrows, (uint64) cg_max_budgets);
-	budgets = palloc0(sizeof(CgBudget) * Max(n, 1));
 
 	for (i = 0; i < (uint64) n; i++)
 	{

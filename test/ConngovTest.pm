@@ -23,9 +23,10 @@ use Time::HiRes qw(usleep);
 use Test::More;
 
 our @EXPORT = qw(cg_node cg_budgets cg_total cg_storm cg_start_clients
-  cg_finish_clients cg_real_sessions);
+  cg_finish_clients cg_real_sessions cg_hold cg_release cg_login);
 
-# cg_node(name, conf => "extra lines", max_connections => N): a started
+# cg_node(name, conf => "extra lines", max_connections => N,
+#   init => { allows_streaming => 1 }): a started
 # cluster with conngov preloaded, conngov.database = postgres, the
 # extension created and its budgets loaded, and a plain login role
 # regress_app.
@@ -33,14 +34,13 @@ sub cg_node
 {
 	my ($name, %opt) = @_;
 	my $node = PostgreSQL::Test::Cluster->new($name);
-	$node->init;
+	$node->init(%{ $opt{init} // {} });
 	my $maxconn = $opt{max_connections} // 100;
 	$node->append_conf(
 		'postgresql.conf', qq(
 shared_preload_libraries = 'conngov'
 conngov.database = 'postgres'
 max_connections = $maxconn
-log_min_messages = log
 log_line_prefix = '%m [%p] %e %q%a '
 ) . ($opt{conf} // ''));
 	$node->start;
@@ -145,6 +145,268 @@ sub cg_storm
 {
 	my ($node, %opt) = @_;
 	return cg_finish_clients(cg_start_clients($node, %opt));
+}
+
+# cg_hold(node, user => role, app => unique application_name,
+#   monitor => background_psql, connstr => "...", dbname => 'postgres'):
+# open one session that runs pg_sleep and keep it.  Waits until either the
+# backend is active in pg_stat_activity (the login is complete) or psql has
+# exited.  Polls through monitor (a superuser background_psql session) when
+# given, so that polling takes no extra slot.  Returns { ok => 1, pid, h }
+# or { ok => 0, err => psql's stderr }.
+sub cg_hold
+{
+	my ($node, %opt) = @_;
+	my $app = $opt{app};
+	my ($out, $err) = ('', '');
+	my $connstr = ($opt{connstr} // $node->connstr($opt{dbname} // 'postgres'))
+	  . (defined $opt{user} ? " user=$opt{user}" : '')
+	  . " application_name=$app";
+	my $h = IPC::Run::start(
+		[
+			'psql', '-X', '-A', '-t', '-v', 'ON_ERROR_STOP=1',
+			'-d', $connstr, '-c', 'SELECT pg_sleep(300)'
+		],
+		'<', \undef, '>', \$out, '2>', \$err);
+	my $sql =
+	  "SELECT pid FROM pg_stat_activity WHERE backend_type = 'client backend' "
+	  . "AND application_name = '$app' AND state = 'active'";
+	my $deadline = time() + $PostgreSQL::Test::Utils::timeout_default;
+	while (time() < $deadline)
+	{
+		my $pid =
+		  $opt{monitor}
+		  ? $opt{monitor}->query_safe($sql)
+		  : $node->safe_psql('postgres', $sql);
+		return { ok => 1, pid => $pid, h => $h, app => $app }
+		  if $pid ne '';
+		if ($h->pumpable)
+		{
+			$h->pump_nb;
+		}
+		else
+		{
+			$h->finish;
+			return { ok => 0, err => $err };
+		}
+		usleep(20_000);
+	}
+	die "cg_hold: session $app neither logged in nor failed";
+}
+
+# cg_release(node, monitor, holds...): end sessions opened by cg_hold and
+# wait for their psql to exit.
+sub cg_release
+{
+	my ($node, $monitor, @holds) = @_;
+	@holds = grep { $_->{ok} } @holds;
+	return unless @holds;
+	my $sql = 'SELECT count(pg_terminate_backend(pid)) FROM unnest(ARRAY['
+	  . join(',', map { $_->{pid} } @holds) . ']) pid';
+	$monitor ? $monitor->query_safe($sql) : $node->safe_psql('postgres', $sql);
+	$_->{h}->finish for @holds;
+	return;
+}
+
+# cg_login(node, user => role, app => name, connstr => "...",
+#   sql => 'SELECT 1'): one short session.  Returns (exit code, stdout,
+# stderr).
+sub cg_login
+{
+	my ($node, %opt) = @_;
+	my ($out, $err) = ('', '');
+	my $connstr = ($opt{connstr} // $node->connstr($opt{dbname} // 'postgres'))
+	  . (defined $opt{user} ? " user=$opt{user}" : '')
+	  . (defined $opt{app} ? " application_name=$opt{app}" : '');
+	my $h = IPC::Run::start(
+		[
+			'psql', '-X', '-A', '-t', '-v', 'ON_ERROR_STOP=1',
+			'-d', $connstr, '-c', $opt{sql} // 'SELECT 1'
+		],
+		'<', \undef, '>', \$out, '2>', \$err);
+	$h->finish;
+	chomp $out;
+	return ($h->result(0), $out, $err);
+}
+
+# Helpers of the idle and worker tests (004, 005).
+push @EXPORT, qw(cg_set_budgets cg_session cg_closed cg_quit cg_alive
+  cg_wait_gone cg_wait_log cg_log_endings cg_epoch cg_worker_pid cg_cpu_ticks);
+
+# cg_set_budgets(node, columns, rows...): replace the budgets with rows
+# given as tuples for the column list, e.g. "name, application_pattern,
+# max_connections, idle_timeout", "('a', 'a%', 10, '2s')", and wait until
+# they are loaded.
+sub cg_set_budgets
+{
+	my ($node, $cols, @rows) = @_;
+	my $sql = 'DELETE FROM conngov.budgets;';
+	$sql .= "INSERT INTO conngov.budgets ($cols) VALUES " . join(', ', @rows) . ';'
+	  if @rows;
+	$node->safe_psql('postgres', $sql);
+	$node->safe_psql('postgres', 'SELECT conngov.reload()');
+	return;
+}
+
+# cg_session(node, app, user, sql => first statements, on_error_stop => 0/1):
+# a background psql session logged in as user (default: the bootstrap
+# superuser) with application_name app.  Returns { psql, pid, idle_at }: idle_at is the
+# Time::HiRes time right after its first query (pg_backend_pid(), or sql
+# followed by it) returned, when the session went idle.
+sub cg_session
+{
+	my ($node, $app, $user, %opt) = @_;
+	local $ENV{PGAPPNAME} = $app;
+	local $ENV{PGUSER} = $user if defined $user;
+	my $psql = $node->background_psql('postgres',
+		on_error_stop => $opt{on_error_stop} // 1);
+	my $sql = ($opt{sql} // '') . 'SELECT pg_backend_pid();';
+	my $out = $psql->query_safe($sql);
+	my $idle_at = Time::HiRes::time();
+	my ($pid) = $out =~ /(\d+)\s*\z/;
+	die "no pid from session $app: $out" unless defined $pid;
+	return { psql => $psql, pid => $pid, idle_at => $idle_at, app => $app };
+}
+
+# cg_closed(session): send a query on the session and wait for its psql to
+# exit; returns psql's stderr if the query failed (the server had closed
+# the connection), undef if it ran.  The session is finished either way.
+sub cg_closed
+{
+	my ($s) = @_;
+	my $psql = $s->{psql};
+	$psql->{stdin} .= "SELECT 1;\n";
+	eval { $psql->{run}->finish; };
+	$s->{done} = 1;
+	return undef if !$@ && $psql->{run}->result == 0;
+	return $psql->{stderr} . ($@ ? "\n(finish: $@)" : '');
+}
+
+# cg_quit(sessions...): close the sessions not finished yet.
+sub cg_quit
+{
+	for my $s (@_)
+	{
+		next if $s->{done};
+		$s->{done} = 1;
+		eval { $s->{psql}->quit; };
+	}
+	return;
+}
+
+# cg_alive(node, pids...): the pids, of those given, in pg_stat_activity.
+sub cg_alive
+{
+	my ($node, @pids) = @_;
+	return () unless @pids;
+	my $out = $node->safe_psql('postgres',
+		'SELECT pid FROM pg_stat_activity WHERE pid IN ('
+		  . join(',', @pids)
+		  . ') ORDER BY pid');
+	return grep { $_ ne '' } split /\n/, $out;
+}
+
+# cg_wait_gone(poller, timeout, pids...): poll pg_stat_activity every 20 ms
+# through poller (a background psql) until none of the pids is there, or
+# timeout seconds passed.  Returns a hash pid => server epoch (seconds,
+# fractional) of the first poll that did not see it; pids still there are
+# missing from the hash.
+sub cg_wait_gone
+{
+	my ($poller, $timeout, @pids) = @_;
+	my %gone;
+	my $end = Time::HiRes::time() + $timeout;
+	while (1)
+	{
+		my $out = $poller->query_safe(
+			"SELECT extract(epoch FROM clock_timestamp())::numeric(20,6) || ' ' || coalesce((SELECT string_agg(pid::text, ' ') FROM pg_stat_activity WHERE pid IN ("
+			  . join(',', @pids) . ')), \'\')');
+		my ($now, @alive) = split /\s+/, $out;
+		my %alive = map { $_ => 1 } @alive;
+		for my $pid (@pids)
+		{
+			$gone{$pid} //= $now unless $alive{$pid};
+		}
+		last if keys(%gone) == @pids || Time::HiRes::time() > $end;
+		usleep(20_000);
+	}
+	return %gone;
+}
+
+# cg_wait_log(node, regexp, offset, timeout): wait up to timeout seconds
+# for the server log to match regexp after offset; returns whether it did.
+sub cg_wait_log
+{
+	my ($node, $re, $offset, $timeout) = @_;
+	my $end = Time::HiRes::time() + $timeout;
+	while (1)
+	{
+		return 1
+		  if PostgreSQL::Test::Utils::slurp_file($node->logfile, $offset) =~ $re;
+		return 0 if Time::HiRes::time() > $end;
+		usleep(50_000);
+	}
+}
+
+# cg_log_endings(node, offset): the idle endings logged since offset, as
+# hashes { ts, verb ('ended' or 'would end'), pid, budget, state, idle,
+# limit, app, role }, in log order.
+sub cg_log_endings
+{
+	my ($node, $offset) = @_;
+	my $log = PostgreSQL::Test::Utils::slurp_file($node->logfile, $offset);
+	my @r;
+	while ($log =~
+		/^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+ \S+) .*?LOG:  conngov (ended|would end) session (\d+) of budget "([^"]*)": (idle|idle in transaction) for ([\d.]+) s \(limit ([\d.]+) s\), application "([^"]*)", role "([^"]*)"$/mg
+	  )
+	{
+		push @r,
+		  {
+			ts => $1,
+			verb => $2,
+			pid => $3,
+			budget => $4,
+			state => $5,
+			idle => $6,
+			limit => $7,
+			app => $8,
+			role => $9
+		  };
+	}
+	return @r;
+}
+
+# cg_epoch(node, timestamp text): its Unix epoch (fractional), computed by
+# the server (log timestamps carry the server's log_timezone).
+sub cg_epoch
+{
+	my ($node, $ts) = @_;
+	return $node->safe_psql('postgres',
+		"SELECT extract(epoch FROM '$ts'::timestamptz)::numeric(20,6)");
+}
+
+# cg_worker_pid(node): the conngov worker's pid ('' when none runs).
+sub cg_worker_pid
+{
+	my ($node) = @_;
+	return $node->safe_psql('postgres',
+		"SELECT string_agg(pid::text, ',') FROM pg_stat_activity WHERE backend_type = 'conngov worker'"
+	);
+}
+
+# cg_cpu_ticks(pid): utime + stime of a process from /proc/PID/stat, in
+# clock ticks (1/sysconf(_SC_CLK_TCK) s, normally 10 ms).
+sub cg_cpu_ticks
+{
+	my ($pid) = @_;
+	open my $fh, '<', "/proc/$pid/stat" or die "/proc/$pid/stat: $!";
+	my $stat = <$fh>;
+	close $fh;
+	# the command name (field 2) is in parentheses and may hold spaces
+	$stat =~ s/^.*\)\s+//s;
+	my @f = split /\s+/, $stat;
+	# fields 14 and 15 of the whole line are 12 and 13 after pid and comm
+	return $f[11] + $f[12];
 }
 
 1;

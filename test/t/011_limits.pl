@@ -1,0 +1,125 @@
+
+# Copyright (c) 2026, conngov developers
+
+# Limits and hostile conditions: more budgets than conngov.max_budgets, the
+# extension dropped while sessions are connected and logins arrive, odd
+# application names at login, and a budget of 0 matching everything that
+# never locks a superuser out.
+use strict;
+use warnings FATAL => 'all';
+
+use lib 'test';
+use ConngovTest;
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+my $node = cg_node('limits', conf => "conngov.max_budgets = 2\n");
+
+# shared memory full: the first two in matching order load, a WARNING names
+# the rest
+my $offset = -s $node->logfile;
+cg_budgets($node, "('a_first', 'a%', NULL, 1)", "('b_second', 'b%', NULL, 1)",
+	"('c_third', 'c%', NULL, 1)");
+ok( $node->wait_for_log(
+		qr/WARNING:  conngov loaded 2 of 3 budgets: conngov.max_budgets is 2\n.*DETAIL:  Budgets not loaded, so not enforced: "c_third"\./,
+		$offset),
+	'WARNING names the budget that did not fit');
+is( $node->safe_psql(
+		'postgres',
+		"SELECT string_agg(budget, ',' ORDER BY budget) FROM conngov.usage()"),
+	'(unbudgeted),a_first,b_second',
+	'the two first budgets are loaded');
+
+# odd application names at login: quotes, backslashes, %, _, 63+ bytes,
+# non-ASCII (PostgreSQL 15 turns each non-ASCII byte into "?")
+cg_budgets(
+	$node,
+	"('quotes', 'it''s \"q\"', NULL, 5)",
+	"('long', '" . ('x' x 63) . "', NULL, 5)");
+$node->safe_psql('postgres',
+	'GRANT EXECUTE ON FUNCTION conngov.sessions() TO regress_app');
+sub login_budget
+{
+	my ($app) = @_;
+	local $ENV{PGAPPNAME} = $app;
+	return $node->safe_psql('postgres',
+		'SELECT budget FROM conngov.sessions() WHERE pid = pg_backend_pid()',
+		extra_params => [ '-U', 'regress_app' ]);
+}
+is(login_budget(q{it's "q"}), 'quotes', 'quotes in application_name');
+is(login_budget('x' x 63), 'long', '63-byte application_name');
+is(login_budget('x' x 80), 'long',
+	'longer application_name is cut to 63 bytes, as PostgreSQL does');
+is(login_budget('x' x 62), '(unbudgeted)', '62 bytes do not match');
+is(login_budget('caf' . "\xc3\xa9"), '(unbudgeted)', 'non-ASCII name');
+is( $node->safe_psql(
+		'postgres',
+		"SELECT conngov.match('caf??', 'regress_app', 'postgres')"),
+	'(unbudgeted)', 'match() agrees');
+
+# a budget of 0 matching everything: superusers still log in, plain roles
+# do not
+cg_budgets($node, "('nobody', '%', NULL, 0)");
+is($node->safe_psql('postgres', 'SELECT 1'), '1',
+	'a superuser logs in over a budget of 0 matching %');
+my ($ret, $out, $err) = $node->psql('postgres', 'SELECT 1',
+	extra_params => [ '-U', 'regress_app' ]);
+like($err, qr/connection budget "nobody" exhausted/,
+	'a plain role is refused');
+$node->safe_psql('postgres', 'DELETE FROM conngov.budgets');
+$node->safe_psql('postgres', 'SELECT conngov.reload()');
+
+# the extension dropped while sessions are connected and logins arrive
+cg_budgets($node, "('drop_me', 'drop%', NULL, 3)");
+my $held = cg_start_clients(
+	$node,
+	clients => 3,
+	app => 'drop-app',
+	user => 'regress_app',
+	sql => 'SELECT pg_sleep(6)');
+$node->poll_query_until('postgres',
+	"SELECT total = 3 FROM conngov.usage() WHERE budget = 'drop_me'");
+my $storm = cg_start_clients(
+	$node,
+	clients => 10,
+	app => 'drop-app',
+	user => 'regress_app',
+	sql => 'SELECT pg_sleep(1)');
+$offset = -s $node->logfile;
+$node->safe_psql('postgres', 'DROP EXTENSION conngov');
+ok( $node->wait_for_log(
+		qr/conngov: table conngov.budgets does not exist in database "postgres", nothing is enforced/,
+		$offset),
+	'LOG line: enforcement stopped');
+cg_finish_clients($storm);
+my $r = cg_storm(
+	$node,
+	clients => 5,
+	app => 'drop-app',
+	user => 'regress_app',
+	sql => 'SELECT 1');
+is($r->{admitted}, 5, 'after DROP EXTENSION nothing is refused');
+$node->safe_psql('postgres', 'CREATE EXTENSION conngov');
+$node->safe_psql('postgres',
+	"INSERT INTO conngov.budgets (name, application_pattern, max_connections) VALUES ('drop_me', 'drop%', 3)"
+);
+$node->poll_query_until('postgres',
+	"SELECT count(*) = 1 FROM conngov.usage() WHERE budget = 'drop_me'");
+is(cg_total($node, 'drop_me'), '3',
+	're-created: the held sessions are charged again');
+$r = cg_storm(
+	$node,
+	clients => 2,
+	app => 'drop-app',
+	user => 'regress_app',
+	sql => 'SELECT 1');
+is($r->{refused}, 2, 're-created: enforcement is back');
+cg_finish_clients($held);
+$node->poll_query_until('postgres',
+	"SELECT total = 0 FROM conngov.usage() WHERE budget = 'drop_me'");
+is(cg_total($node, 'drop_me'), '0', 'no stuck charge');
+unlike(slurp_file($node->logfile), qr/PANIC|server process .* was terminated/,
+	'no crash');
+
+$node->stop;
+done_testing();
