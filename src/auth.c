@@ -146,8 +146,7 @@ cg_ClientAuthentication(Port *port, int status)
 	if (prev_ClientAuthentication)
 		prev_ClientAuthentication(port, status);
 
-	if (status != STATUS_OK || cg_shared == NULL || am_walsender ||
-		cg_mode == CG_MODE_OFF)
+	if (status != STATUS_OK || cg_shared == NULL || am_walsender)
 		return;
 
 	slot = CG_MY_PROCNO();
@@ -193,8 +192,8 @@ cg_ClientAuthentication(Port *port, int status)
 			}
 			else
 			{
-				/* monitor or exempt: admitted over the budget */
-				would_refuse = !exempt;
+				/* monitor, off or exempt: admitted over the budget */
+				would_refuse = !exempt && cg_mode != CG_MODE_OFF;
 				if (would_refuse)
 					pg_atomic_fetch_add_u64(&b->c.would_refuse, 1);
 				(void) cg_charge(&b->c, -1, &in_use);
@@ -208,6 +207,7 @@ cg_ClientAuthentication(Port *port, int status)
 	{
 		pg_atomic_fetch_add_u64(&cg_counters(budget)->admitted, 1);
 		s->idle_noted_since = 0;
+		s->idle_noted_ended = false;
 		s->budget = budget;
 		pg_write_barrier();
 		s->pid = MyProcPid;

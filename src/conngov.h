@@ -103,7 +103,8 @@ typedef struct CgSession
 	int			pid;			/* 0 = free */
 	int			budget;			/* index, CG_UNBUDGETED or CG_NOT_CHARGED */
 	bool		exempt;
-	TimestampTz idle_noted_since;	/* worker: idle period already acted on */
+	TimestampTz idle_noted_since;	/* worker: idle period already handled */
+	bool		idle_noted_ended;	/* ... by ending it (else: recorded) */
 	char		application_name[NAMEDATALEN];	/* from the startup packet */
 	char		role_name[NAMEDATALEN];
 	char		database_name[NAMEDATALEN];

@@ -57,7 +57,8 @@ typedef struct CgCandidate
 	bool		seen;			/* found in the backend status array */
 	bool		in_xact;		/* idle in transaction (or aborted) */
 	TimestampTz since;			/* state start */
-	TimestampTz noted;			/* idle period already acted on */
+	TimestampTz noted;			/* idle period already handled */
+	bool		noted_ended;	/* ... by ending it (else: would_end_idle) */
 } CgCandidate;
 
 /* The policy part of a budget, copied out of shared memory. */
@@ -129,6 +130,7 @@ cg_end_session(const CgCandidate *c, const CgPolicy *p, bool act,
 			return;				/* it is gone already */
 	}
 	s->idle_noted_since = c->since;
+	s->idle_noted_ended = act;
 
 	LWLockAcquire(cg_shared->lock, LW_SHARED);
 	if (c->budget < cg_shared->nbudgets &&
@@ -218,7 +220,10 @@ cg_sweep(bool dry_run, CgSweepResult **results, int *nresults)
 		cand[ncand].slot = i;
 		cand[ncand].budget = s->budget;
 		cand[ncand].seen = false;
+		cand[ncand].in_xact = false;
+		cand[ncand].since = 0;
 		cand[ncand].noted = s->idle_noted_since;
+		cand[ncand].noted_ended = s->idle_noted_ended;
 		ncand++;
 	}
 	LWLockRelease(cg_shared->lock);
@@ -269,6 +274,7 @@ cg_sweep(bool dry_run, CgSweepResult **results, int *nresults)
 		const CgPolicy *p = &pol[c->budget];
 		int64		timeout_ms;
 		TimestampTz deadline;
+		bool		act;
 
 		if (!c->seen)
 			continue;
@@ -303,13 +309,14 @@ cg_sweep(bool dry_run, CgSweepResult **results, int *nresults)
 			continue;
 		}
 
-		if (!dry_run && c->noted == c->since)
-			continue;			/* acted on already */
+		act = (cg_mode == CG_MODE_ENFORCE && !p->monitor);
+		/* handled already: ended, or recorded and still not to be ended */
+		if (!dry_run && c->noted == c->since && (c->noted_ended || !act))
+			continue;
 
 		{
 			CgSweepResult *r = &(*results)[*nresults];
 			const CgSession *s = &cg_sessions[c->slot];
-			bool		act = (cg_mode == CG_MODE_ENFORCE && !p->monitor);
 
 			r->pid = c->pid;
 			strlcpy(r->budget, p->name, NAMEDATALEN);

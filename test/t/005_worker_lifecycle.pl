@@ -1,0 +1,178 @@
+
+# Copyright (c) 2026, conngov developers
+
+# The worker's lifecycle: running, restarted when killed, SIGHUP, no CPU when idle.
+use strict;
+use warnings FATAL => 'all';
+
+use lib 'test';
+use ConngovTest;
+use POSIX ();
+use PostgreSQL::Test::Utils;
+use Test::More;
+use Time::HiRes qw(usleep time);
+
+my $node = cg_node('lifecycle');
+my $mon = $node->background_psql('postgres');
+
+my $cols =
+  'name, application_pattern, role_name, max_connections, mode, '
+  . 'idle_timeout, idle_in_transaction_timeout, idle_keep';
+
+sub sql { return $node->safe_psql('postgres', $_[0]); }
+
+sub in_window
+{
+	my ($x, $lo, $hi, $name) = @_;
+	ok(defined $x && $x >= $lo && $x < $hi, $name)
+	  or diag("got " . ($x // 'undef') . ", want [$lo, $hi)");
+	return;
+}
+
+###########################################################################
+# the worker runs, once, in conngov.database
+is( sql("SELECT count(*) || '|' || string_agg(datname, ',') FROM pg_stat_activity WHERE backend_type = 'conngov worker'"),
+	'1|postgres',
+	'one conngov worker, connected to postgres');
+my $log = slurp_file($node->logfile);
+my $starts = () = $log =~ /LOG:  conngov worker started in database "postgres"/g;
+is($starts, 1, 'the worker logged its start once');
+is( sql("SELECT count(*) FROM conngov.sessions() s JOIN pg_stat_activity a USING (pid) WHERE a.backend_type = 'conngov worker'"),
+	0, 'the worker is not counted');
+
+###########################################################################
+# pg_terminate_backend(worker): back within its restart time, sweeps resume
+{
+	cg_set_budgets($node, $cols,
+		"('lc_pre', 'pre-%', NULL, 10, 'enforce', '2s', NULL, 0)");
+	my $pre = cg_session($node, 'pre-1', 'regress_app');
+	my $old = cg_worker_pid($node);
+	my $offset = -s $node->logfile;
+	my $t0 = time();
+	is(sql("SELECT pg_terminate_backend($old)"), 't', 'worker terminated');
+	my $new = '';
+	while (time() - $t0 < 3.0)
+	{
+		$new = $mon->query_safe(
+			"SELECT coalesce(string_agg(pid::text, ','), '') FROM pg_stat_activity WHERE backend_type = 'conngov worker'"
+		);
+		last if $new =~ /^\d+$/ && $new ne $old;
+		usleep(20_000);
+	}
+	my $took = time() - $t0;
+	ok($new =~ /^\d+$/ && $new ne $old, 'a new worker runs within 3 s')
+	  or diag("worker pid(s) after $took s: '$new' (old $old)");
+	note(sprintf('new worker after %.2f s', $took));
+	ok( cg_wait_log(
+			$node, qr/LOG:  conngov worker started in database "postgres"/,
+			$offset, 5),
+		'the new worker logged "conngov worker started" again');
+	unlike(
+		slurp_file($node->logfile, $offset),
+		qr/terminated by signal|terminating any other active server processes|reinitializing/,
+		'no crash restart of the server');
+
+	# a new budget: the new worker loads it and ends its idle session
+	cg_set_budgets(
+		$node, $cols,
+		"('lc_pre', 'pre-%', NULL, 10, 'enforce', '2s', NULL, 0)",
+		"('lc_post', 'post-%', NULL, 10, 'enforce', '1s', NULL, 0)");
+	my $post = cg_session($node, 'post-1', 'regress_app');
+	my %gone = cg_wait_gone($mon, 6, $pre->{pid}, $post->{pid});
+	ok(defined $gone{ $pre->{pid} },
+		'a session idle since before the restart is ended by the new worker');
+	ok(defined $gone{ $post->{pid} },
+		'a session of a budget added after the restart is ended');
+	cg_wait_log($node, qr/conngov ended session $post->{pid} /, $offset, 5);
+	my %e = map { $_->{pid} => $_ } cg_log_endings($node, $offset);
+	is( join(',', map { $e{$_} ? "$e{$_}{verb} $e{$_}{budget}" : 'none' } $pre->{pid}, $post->{pid}),
+		'ended lc_pre,ended lc_post', 'both endings logged');
+	in_window($e{ $post->{pid} }{idle}, 1.0, 2.0,
+		'the new budget\'s session ended 1.0-2.0 s after it went idle');
+	cg_quit($pre, $post);
+}
+
+###########################################################################
+# SIGHUP: conngov.mode off ends nothing, back to enforce ends
+{
+	# A logs in under enforce; the budget gets its timeout once mode is off
+	cg_set_budgets($node, $cols,
+		"('lc_hup', 'hup-%', NULL, 10, 'enforce', NULL, NULL, 0)");
+	my $sa = cg_session($node, 'hup-a', 'regress_app');
+	sql("ALTER SYSTEM SET conngov.mode = 'off'");
+	sql('SELECT pg_reload_conf()');
+	$node->poll_query_until('postgres', 'SHOW conngov.mode', 'off')
+	  or die 'conngov.mode not reloaded';
+	usleep(300_000);    # the worker has its SIGHUP too
+	sql("UPDATE conngov.budgets SET idle_timeout = '1s' WHERE name = 'lc_hup'");
+	sql('SELECT conngov.reload()');
+	my $offset = -s $node->logfile;
+	# B logs in while conngov.mode = off
+	my $sb = cg_session($node, 'hup-b', 'regress_app');
+	usleep(int(($sb->{idle_at} + 3.0 - time()) * 1e6));
+	is(join(',', cg_alive($node, $sa->{pid}, $sb->{pid})),
+		join(',', sort { $a <=> $b } $sa->{pid}, $sb->{pid}),
+		'conngov.mode = off: nothing ended over 3 s');
+	is(sql("SELECT count(*) FROM conngov.events() WHERE budget = 'lc_hup' AND kind IN ('ended_idle', 'would_end_idle')"),
+		0, 'conngov.mode = off: nothing recorded');
+
+	sql("ALTER SYSTEM SET conngov.mode = 'enforce'");
+	sql('SELECT pg_reload_conf()');
+	my %gone = cg_wait_gone($mon, 2, $sa->{pid}, $sb->{pid});
+	ok(defined $gone{ $sa->{pid} },
+		'conngov.mode = enforce after SIGHUP: the worker ends the session past its deadline within 2 s');
+	ok(defined $gone{ $sb->{pid} },
+		'... and the session that logged in while conngov.mode was off too')
+	  or diag('sessions() rows for it: '
+		  . sql("SELECT count(*) FROM conngov.sessions() WHERE pid = $sb->{pid}")
+		  . '; lc_hup total in usage(): '
+		  . sql("SELECT total FROM conngov.usage() WHERE budget = 'lc_hup'"));
+	cg_wait_log($node, qr/conngov ended session $sa->{pid} /, $offset, 2)
+	  if defined $gone{ $sa->{pid} };
+	is(sql("SELECT ended_idle FROM conngov.stats() WHERE budget = 'lc_hup'"),
+		2, 'stats ended_idle = 2');
+	cg_quit($sa, $sb);
+}
+
+###########################################################################
+# no CPU while nothing is due
+{
+	cg_set_budgets($node, $cols,
+		"('lc_cpu', 'cpu-%', NULL, 10, 'enforce', '1 hour', '1 hour', 0)");
+	my @s = map { cg_session($node, "cpu-$_", 'regress_app') } 1 .. 5;
+	my $wpid = cg_worker_pid($node);
+	usleep(500_000);
+	my $tick = POSIX::sysconf(POSIX::_SC_CLK_TCK());
+	my $cpu0 = cg_cpu_ticks($wpid);
+	my $ctx0 = voluntary_switches($wpid);
+	sleep 5;
+	my $cpu1 = cg_cpu_ticks($wpid);
+	my $ctx1 = voluntary_switches($wpid);
+	note("clock tick: 1/$tick s; worker used "
+		  . ($cpu1 - $cpu0)
+		  . ' ticks and '
+		  . ($ctx1 - $ctx0)
+		  . ' voluntary context switches in 5 s');
+	cmp_ok($cpu1 - $cpu0, '<=', 2,
+		"the worker used at most 2 clock ticks (1/$tick s each) of CPU in 5 s");
+	cmp_ok($ctx1 - $ctx0, '<=', 2,
+		'the worker slept through: at most 2 wake-ups in 5 s (no fixed poll)');
+	is(cg_worker_pid($node), $wpid, 'same worker throughout');
+	is(join(',', cg_alive($node, map { $_->{pid} } @s)),
+		join(',', sort { $a <=> $b } map { $_->{pid} } @s),
+		'the 5 idle sessions are still there');
+	cg_quit(@s);
+}
+
+# voluntary context switches of a process: one per sleep it woke from
+sub voluntary_switches
+{
+	my ($pid) = @_;
+	my $status = slurp_file("/proc/$pid/status");
+	my ($n) = $status =~ /^voluntary_ctxt_switches:\s+(\d+)/m;
+	return $n;
+}
+
+$mon->quit;
+$node->stop;
+done_testing();
