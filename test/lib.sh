@@ -8,12 +8,13 @@ cg_sudo() {
 	if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
 }
 
-# cg_install_packages VERSION: the server, its headers and the test tools,
-# from Debian's archive, only when something is missing.
+# cg_install_packages VERSION [EXTRA...]: the server, its headers and the
+# test tools, from Debian's archive, only when something is missing.
 cg_install_packages() {
 	local ver=$1
+	shift
 	local pkgs="postgresql-$ver postgresql-server-dev-$ver postgresql-contrib
-		libipc-run-perl libkrb5-dev libssl-dev make gcc"
+		libipc-run-perl libkrb5-dev libssl-dev make gcc $*"
 	local missing=""
 	local p
 	for p in $pkgs; do

@@ -20,7 +20,8 @@ PGVER=${PGVER:-15}
 
 . "$here/test/lib.sh"
 
-cg_install_packages "$PGVER"
+# promtool and postgres_exporter check monitoring/ for real (008)
+cg_install_packages "$PGVER" prometheus prometheus-postgres-exporter
 cg_build_install "$here" "$PGVER"
 
 status=0
