@@ -97,6 +97,17 @@ cg_wait_event_main(void)
 #endif
 
 /*
+ * GUC "extra" data: 16 moved GUC memory into a memory context, so it must
+ * come from guc_malloc(); 15 frees it with free().
+ */
+#if PG_VERSION_NUM >= 160000
+#include "utils/guc.h"
+#define cg_guc_malloc(size)	guc_malloc(LOG, (size))
+#else
+#define cg_guc_malloc(size)	malloc(size)
+#endif
+
+/*
  * superuser_reserved_connections: ReservedBackends before 16,
  * SuperuserReservedConnections from 16.
  */

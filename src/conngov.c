@@ -71,8 +71,8 @@ check_exempt_roles(char **newval, void **extra, GucSource source)
 		return false;
 	}
 
-	/* GUC extra must be malloc'd; the names fit in strlen(*newval) + 2 */
-	list = malloc(strlen(*newval) + 2);
+	/* GUC extra memory (see compat.h); the names fit in strlen + 2 */
+	list = cg_guc_malloc(strlen(*newval) + 2);
 	if (list == NULL)
 	{
 		GUC_check_errcode(ERRCODE_OUT_OF_MEMORY);

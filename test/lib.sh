@@ -9,12 +9,14 @@ cg_sudo() {
 }
 
 # cg_install_packages VERSION [EXTRA...]: the server, its headers and the
-# test tools, from Debian's archive, only when something is missing.
+# test tools, from Debian's archive, only when something is missing.  With
+# CG_PG_CONFIG already set (a server built from source), only the tools.
 cg_install_packages() {
 	local ver=$1
 	shift
-	local pkgs="postgresql-$ver postgresql-server-dev-$ver postgresql-contrib
-		libipc-run-perl libkrb5-dev libssl-dev make gcc $*"
+	local pkgs="libipc-run-perl libkrb5-dev libssl-dev make gcc $*"
+	[ -n "${CG_PG_CONFIG:-}" ] ||
+		pkgs="postgresql-$ver postgresql-server-dev-$ver postgresql-contrib $pkgs"
 	local missing=""
 	local p
 	for p in $pkgs; do
@@ -27,8 +29,8 @@ cg_install_packages() {
 		cg_sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
 			--no-install-recommends $missing >/dev/null
 	fi
-	CG_PG_CONFIG=/usr/lib/postgresql/$ver/bin/pg_config
-	CG_PG_BIN=/usr/lib/postgresql/$ver/bin
+	CG_PG_CONFIG=${CG_PG_CONFIG:-/usr/lib/postgresql/$ver/bin/pg_config}
+	CG_PG_BIN=$("$CG_PG_CONFIG" --bindir)
 	export CG_PG_CONFIG CG_PG_BIN
 }
 
@@ -36,6 +38,8 @@ cg_install_packages() {
 # tree the test user can write (a copy owned by it when running as root).
 cg_build_install() {
 	local src=$1
+	# clean first: objects of another major version must not be reused
+	make -s -C "$src" PG_CONFIG="$CG_PG_CONFIG" clean >/dev/null
 	make -s -C "$src" PG_CONFIG="$CG_PG_CONFIG" >/dev/null
 	cg_sudo make -s -C "$src" PG_CONFIG="$CG_PG_CONFIG" install >/dev/null
 	if [ "$(id -u)" = 0 ]; then
