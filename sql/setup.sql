@@ -18,6 +18,7 @@ SELECT c.relname, e.extconfig IS NOT NULL AS dumped
 CREATE DATABASE regress_conngov_other;
 \c regress_conngov_other
 \set VERBOSITY default
+\set SHOW_CONTEXT never
 CREATE EXTENSION conngov;
 \c contrib_regression
 DROP DATABASE regress_conngov_other;
