@@ -22,8 +22,14 @@ use PostgreSQL::Test::Utils;
 use Time::HiRes qw(usleep);
 use Test::More;
 
-our @EXPORT = qw(cg_node cg_budgets cg_total cg_storm cg_start_clients
-  cg_finish_clients cg_real_sessions cg_hold cg_release cg_login);
+# PostgreSQL's own refusal when only superuser-reserved slots are left: its
+# wording changed in 16.
+our $cg_reserved_refusal =
+  qr/FATAL:  remaining connection slots are reserved for (?:non-replication superuser connections|roles with the SUPERUSER attribute)/;
+
+our @EXPORT = qw($cg_reserved_refusal cg_node cg_budgets cg_total cg_storm cg_start_clients
+  cg_finish_clients cg_real_sessions cg_connstr cg_hold cg_release cg_login
+  cg_poll_for cg_poll_is cg_total_real_sql);
 
 # cg_node(name, conf => "extra lines", max_connections => N,
 #   init => { allows_streaming => 1 }): a started
@@ -52,18 +58,24 @@ log_line_prefix = '%m [%p] %e %q%a '
 
 # cg_budgets(node, rows...): replace the budgets with rows given as
 # "(name, application_pattern, role_name, max_connections)" tuples, and
-# wait until they are loaded.
+# wait until they are loaded (cg_set_budgets with these columns).
 sub cg_budgets
 {
 	my ($node, @rows) = @_;
-	my $sql = 'DELETE FROM conngov.budgets;';
-	$sql .=
-		'INSERT INTO conngov.budgets (name, application_pattern, role_name, max_connections) VALUES '
-	  . join(', ', @rows) . ';'
-	  if @rows;
-	$node->safe_psql('postgres', $sql);
-	$node->safe_psql('postgres', 'SELECT conngov.reload()');
+	cg_set_budgets($node,
+		'name, application_pattern, role_name, max_connections', @rows);
 	return;
+}
+
+# _cg_sql(node, monitor, sql): run sql through monitor (a superuser
+# background_psql session) when given, else in a new superuser session;
+# dies if it fails.  Returns its output.
+sub _cg_sql
+{
+	my ($node, $monitor, $sql) = @_;
+	return $monitor
+	  ? $monitor->query_safe($sql)
+	  : $node->safe_psql('postgres', $sql);
 }
 
 # cg_total(node, budget): the budget's total in usage().
@@ -72,6 +84,20 @@ sub cg_total
 	my ($node, $budget) = @_;
 	return $node->safe_psql('postgres',
 		"SELECT total FROM conngov.usage() WHERE budget = '$budget'");
+}
+
+# cg_total_real_sql(budget, app_like, not_like => 1): a query returning
+# "total|sessions": the budget's total in usage() and, in the same
+# statement, the client backends in pg_stat_activity whose application_name
+# is LIKE app_like (NOT LIKE, with not_like).
+sub cg_total_real_sql
+{
+	my ($budget, $like, %opt) = @_;
+	my $op = $opt{not_like} ? 'NOT LIKE' : 'LIKE';
+	return
+	  "SELECT (SELECT total FROM conngov.usage() WHERE budget = '$budget')"
+	  . " || '|' || (SELECT count(*) FROM pg_stat_activity"
+	  . " WHERE backend_type = 'client backend' AND application_name $op '$like')";
 }
 
 # cg_real_sessions(node, app_like): client backends whose application_name
@@ -147,6 +173,19 @@ sub cg_storm
 	return cg_finish_clients(cg_start_clients($node, %opt));
 }
 
+# cg_connstr(node, user => role, app => application_name, dbname =>
+#   'postgres', connstr => "..."): the connection string of one login with
+# this identity, from connstr when given, else the node's for dbname.
+# Without user, the test's bootstrap superuser; without app, the harness's
+# default application_name.
+sub cg_connstr
+{
+	my ($node, %opt) = @_;
+	return ($opt{connstr} // $node->connstr($opt{dbname} // 'postgres'))
+	  . (defined $opt{user} ? " user=$opt{user}" : '')
+	  . (defined $opt{app} ? " application_name=$opt{app}" : '');
+}
+
 # cg_hold(node, user => role, app => unique application_name,
 #   monitor => background_psql, connstr => "...", dbname => 'postgres'):
 # open one session that runs pg_sleep and keep it.  Waits until either the
@@ -159,13 +198,10 @@ sub cg_hold
 	my ($node, %opt) = @_;
 	my $app = $opt{app};
 	my ($out, $err) = ('', '');
-	my $connstr = ($opt{connstr} // $node->connstr($opt{dbname} // 'postgres'))
-	  . (defined $opt{user} ? " user=$opt{user}" : '')
-	  . " application_name=$app";
 	my $h = IPC::Run::start(
 		[
 			'psql', '-X', '-A', '-t', '-v', 'ON_ERROR_STOP=1',
-			'-d', $connstr, '-c', 'SELECT pg_sleep(300)'
+			'-d', cg_connstr($node, %opt), '-c', 'SELECT pg_sleep(300)'
 		],
 		'<', \undef, '>', \$out, '2>', \$err);
 	my $sql =
@@ -174,10 +210,7 @@ sub cg_hold
 	my $deadline = time() + $PostgreSQL::Test::Utils::timeout_default;
 	while (time() < $deadline)
 	{
-		my $pid =
-		  $opt{monitor}
-		  ? $opt{monitor}->query_safe($sql)
-		  : $node->safe_psql('postgres', $sql);
+		my $pid = _cg_sql($node, $opt{monitor}, $sql);
 		return { ok => 1, pid => $pid, h => $h, app => $app }
 		  if $pid ne '';
 		if ($h->pumpable)
@@ -203,25 +236,24 @@ sub cg_release
 	return unless @holds;
 	my $sql = 'SELECT count(pg_terminate_backend(pid)) FROM unnest(ARRAY['
 	  . join(',', map { $_->{pid} } @holds) . ']) pid';
-	$monitor ? $monitor->query_safe($sql) : $node->safe_psql('postgres', $sql);
+	_cg_sql($node, $monitor, $sql);
 	$_->{h}->finish for @holds;
 	return;
 }
 
-# cg_login(node, user => role, app => name, connstr => "...",
-#   sql => 'SELECT 1'): one short session.  Returns (exit code, stdout,
-# stderr).
+# cg_login(node, user => role, app => name, dbname => 'postgres',
+#   connstr => "...", sql => 'SELECT 1'): one short session with the
+# identity of cg_connstr, running sql, then exit.  Returns (exit code,
+# stdout without its last newline, stderr as psql wrote it).  The sql goes
+# in -c, not on stdin, so a refused login cannot break a pipe.
 sub cg_login
 {
 	my ($node, %opt) = @_;
 	my ($out, $err) = ('', '');
-	my $connstr = ($opt{connstr} // $node->connstr($opt{dbname} // 'postgres'))
-	  . (defined $opt{user} ? " user=$opt{user}" : '')
-	  . (defined $opt{app} ? " application_name=$opt{app}" : '');
 	my $h = IPC::Run::start(
 		[
 			'psql', '-X', '-A', '-t', '-v', 'ON_ERROR_STOP=1',
-			'-d', $connstr, '-c', $opt{sql} // 'SELECT 1'
+			'-d', cg_connstr($node, %opt), '-c', $opt{sql} // 'SELECT 1'
 		],
 		'<', \undef, '>', \$out, '2>', \$err);
 	$h->finish;
@@ -229,23 +261,71 @@ sub cg_login
 	return ($h->result(0), $out, $err);
 }
 
-# Helpers of the idle and worker tests (004, 005).
+# cg_poll_for(node, sql, expected, timeout => 10, monitor => background_psql):
+# run sql every 50 ms until it returns expected: through monitor (a
+# superuser background_psql session) when given, so that polling takes no
+# extra session, and then dies if sql fails; else as the superuser in a new
+# session each time (cg_login; a failure is polled again).  Returns the
+# seconds it took, or undef (and a diag) after timeout seconds.
+sub cg_poll_for
+{
+	my ($node, $sql, $expected, %opt) = @_;
+	my $timeout = $opt{timeout} // 10;
+	my $t0 = [ Time::HiRes::gettimeofday() ];
+	my ($ret, $out, $err) = (0, '', '');
+	for (;;)
+	{
+		if ($opt{monitor})
+		{
+			$out = $opt{monitor}->query_safe($sql);
+		}
+		else
+		{
+			($ret, $out, $err) = cg_login($node, sql => $sql);
+		}
+		return Time::HiRes::tv_interval($t0) if $ret == 0 && $out eq $expected;
+		last if Time::HiRes::tv_interval($t0) > $timeout;
+		usleep(50_000);
+	}
+	diag("cg_poll_for timed out after $timeout s: $sql\nexpected: $expected\n"
+		  . "last answer: $out"
+		  . ($opt{monitor} ? '' : "\nstderr: $err"));
+	return undef;
+}
+
+# cg_poll_is(node, sql, expected, test name, timeout => 10,
+#   monitor => background_psql): cg_poll_for, then is() on one more run of
+# sql (the same way), so that a timeout shows the real figure.
+sub cg_poll_is
+{
+	my ($node, $sql, $expected, $name, %opt) = @_;
+	local $Test::Builder::Level = $Test::Builder::Level + 1;
+	cg_poll_for($node, $sql, $expected, %opt);
+	is(_cg_sql($node, $opt{monitor}, $sql), $expected, $name);
+	return;
+}
+
+# Helpers of the idle and worker tests (004, 005); cg_set_budgets,
+# cg_session and cg_quit also serve 003.
 push @EXPORT, qw(cg_set_budgets cg_session cg_closed cg_quit cg_alive
   cg_wait_gone cg_wait_log cg_log_endings cg_epoch cg_worker_pid cg_cpu_ticks);
 
-# cg_set_budgets(node, columns, rows...): replace the budgets with rows
-# given as tuples for the column list, e.g. "name, application_pattern,
-# max_connections, idle_timeout", "('a', 'a%', 10, '2s')", and wait until
-# they are loaded.
+# cg_set_budgets(node, columns, rows..., { monitor => background_psql }):
+# replace the budgets with rows given as tuples for the column list, e.g.
+# "name, application_pattern, max_connections, idle_timeout",
+# "('a', 'a%', 10, '2s')", and wait until they are loaded.  With the
+# optional last argument, through monitor (a superuser background_psql
+# session), so that no extra session is counted.  Returns reload()'s count
+# of the budgets loaded.
 sub cg_set_budgets
 {
 	my ($node, $cols, @rows) = @_;
+	my %opt = (@rows && ref $rows[-1] eq 'HASH') ? %{ pop @rows } : ();
 	my $sql = 'DELETE FROM conngov.budgets;';
 	$sql .= "INSERT INTO conngov.budgets ($cols) VALUES " . join(', ', @rows) . ';'
 	  if @rows;
-	$node->safe_psql('postgres', $sql);
-	$node->safe_psql('postgres', 'SELECT conngov.reload()');
-	return;
+	_cg_sql($node, $opt{monitor}, $sql);
+	return _cg_sql($node, $opt{monitor}, 'SELECT conngov.reload()');
 }
 
 # cg_session(node, app, user, sql => first statements, on_error_stop => 0/1):
@@ -282,10 +362,11 @@ sub cg_closed
 	return $psql->{stderr} . ($@ ? "\n(finish: $@)" : '');
 }
 
-# cg_quit(sessions...): close the sessions not finished yet.
+# cg_quit(sessions...): close the sessions not finished yet; undef (a
+# session whose login failed) is skipped.
 sub cg_quit
 {
-	for my $s (@_)
+	for my $s (grep { defined } @_)
 	{
 		next if $s->{done};
 		$s->{done} = 1;

@@ -12,59 +12,7 @@ use lib 'test';
 use ConngovTest;
 use PostgreSQL::Test::Utils;
 use Test::More;
-use IPC::Run;
-use Time::HiRes qw(gettimeofday tv_interval usleep);
-
-# The connection string of one login with this identity (without user: the
-# test's bootstrap superuser).
-sub connstr_for
-{
-	my ($node, %opt) = @_;
-	my $connstr = $node->connstr($opt{dbname} // 'postgres');
-	$connstr .= " user=$opt{user}" if defined $opt{user};
-	$connstr .= " application_name=$opt{app}" if defined $opt{app};
-	return $connstr;
-}
-
-# One login (app, user, dbname) running sql (default SELECT 1), then exit.
-# Returns (exit code, stdout, stderr), outputs without their last newline.
-# The sql goes in -c, not on stdin, so a refused login cannot break a pipe.
-sub try_login
-{
-	my ($node, %opt) = @_;
-	my ($out, $err) = ('', '');
-	IPC::Run::run(
-		[
-			'psql', '-X', '-A', '-t', '-v', 'ON_ERROR_STOP=1',
-			'-d', connstr_for($node, %opt), '-c', $opt{sql} // 'SELECT 1'
-		],
-		'<', \undef, '>', \$out, '2>', \$err);
-	my $ret = $? >> 8;
-	chomp($out);
-	chomp($err);
-	return ($ret, $out, $err);
-}
-
-# Run sql as the superuser in a new session every 50 ms until it returns
-# expected.  Returns the seconds it took, or undef (and a diag) after
-# timeout seconds (default 10).
-sub poll_for
-{
-	my ($node, $sql, $expected, $timeout) = @_;
-	$timeout //= 10;
-	my $t0 = [gettimeofday];
-	my ($ret, $out, $err);
-	for (;;)
-	{
-		($ret, $out, $err) = try_login($node, sql => $sql);
-		return tv_interval($t0) if $ret == 0 && $out eq $expected;
-		last if tv_interval($t0) > $timeout;
-		usleep(50_000);
-	}
-	diag("poll_for timed out after $timeout s: $sql\nexpected: $expected\n"
-		  . "last answer: $out\nstderr: $err");
-	return undef;
-}
+use Time::HiRes qw(gettimeofday tv_interval);
 
 my $t_start = [gettimeofday];
 
@@ -81,24 +29,13 @@ cg_budgets($node, "('cycle', 'cycle%', NULL, 50)");
 my $su = $node->safe_psql('postgres', 'SELECT current_user');
 
 # "budget total|real sessions" of the budgeted application
-my $cycle_state = q{SELECT (SELECT total FROM conngov.usage() WHERE budget = 'cycle')
-  || '|' || (SELECT count(*) FROM pg_stat_activity
-			 WHERE backend_type = 'client backend' AND application_name LIKE 'cycle%')};
-
-# poll_for a state, then assert it (so a timeout shows the real figure)
-sub state_is
-{
-	my ($sql, $expected, $name) = @_;
-	poll_for($node, $sql, $expected);
-	is($node->safe_psql('postgres', $sql), $expected, $name);
-	return;
-}
+my $cycle_state = cg_total_real_sql('cycle', 'cycle%');
 
 # wait until n sessions of app sleep in pg_sleep
 sub wait_sleeping
 {
 	my ($app, $n) = @_;
-	return poll_for(
+	return cg_poll_for(
 		$node,
 		"SELECT count(*) FROM pg_stat_activity WHERE application_name = '$app' AND wait_event = 'PgSleep'",
 		$n);
@@ -118,6 +55,28 @@ sub log_count
 	return $n;
 }
 
+# end the n sessions of app with pg_terminate_backend (test "round R: name"),
+# then wait for their clients (from cg_start_clients): all n must have been
+# told of the termination
+sub terminate_clients
+{
+	my ($round, $app, $clients, $n, $name) = @_;
+	local $Test::Builder::Level = $Test::Builder::Level + 1;
+	is( $node->safe_psql(
+			'postgres',
+			"SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = '$app'"
+		),
+		$n,
+		"round $round: $name");
+	my $r = cg_finish_clients($clients);
+	is( count_errors(
+			$r,
+			qr/FATAL:  terminating connection due to administrator command/),
+		$n,
+		"round $round: the $n clients were told of the termination");
+	return;
+}
+
 # "peak|total" of the budget
 my $peak_total =
   q{SELECT peak || '|' || total FROM conngov.usage() WHERE budget = 'cycle'};
@@ -134,7 +93,7 @@ for my $round (1 .. 5)
 	# given back (total 0).
 	if ($round == 1)
 	{
-		my ($ret, $out, $err) = try_login(
+		my ($ret, $out, $err) = cg_login(
 			$node,
 			app => 'cycle-nodb',
 			user => 'regress_app',
@@ -143,7 +102,7 @@ for my $round (1 .. 5)
 			$err,
 			qr/FATAL:  database "nosuchdb" does not exist/,
 			'first login to a missing database refused by PostgreSQL');
-		state_is($peak_total, '1|0',
+		cg_poll_is($node, $peak_total, '1|0',
 			'it was charged (peak 1) and released (total 0)');
 		$cycles += 1;
 	}
@@ -160,7 +119,7 @@ for my $round (1 .. 5)
 		is(count_errors($r, qr/FATAL:  database "nosuchdb" does not exist/),
 			$n, "round $round, no-database batch $batch: $n refused by PostgreSQL")
 		  or diag(join("\n", @{ $r->{errors} }));
-		state_is($cycle_state, '0|0',
+		cg_poll_is($node, $cycle_state, '0|0',
 			"round $round, no-database batch $batch: budget total back to 0");
 		$cycles += $n;
 	}
@@ -176,7 +135,7 @@ for my $round (1 .. 5)
 			sql => 'SELECT 1');
 		is($r->{admitted}, 10, "round $round, normal batch $batch: 10 admitted")
 		  or diag(join("\n", @{ $r->{errors} }));
-		state_is($cycle_state, '0|0',
+		cg_poll_is($node, $cycle_state, '0|0',
 			"round $round, normal batch $batch: budget total back to 0");
 		$cycles += 10;
 	}
@@ -190,21 +149,11 @@ for my $round (1 .. 5)
 			user => 'regress_app',
 			sql => 'SELECT pg_sleep(120)');
 		wait_sleeping('cycle-term', 10);
-		state_is($cycle_state, '10|10',
+		cg_poll_is($node, $cycle_state, '10|10',
 			"round $round: 10 sleeping sessions, budget total 10");
-		is( $node->safe_psql(
-				'postgres',
-				"SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = 'cycle-term'"
-			),
-			10,
-			"round $round: 10 sessions terminated");
-		my $r = cg_finish_clients($h);
-		is( count_errors(
-				$r,
-				qr/FATAL:  terminating connection due to administrator command/),
-			10,
-			"round $round: the 10 clients were told of the termination");
-		state_is($cycle_state, '0|0',
+		terminate_clients($round, 'cycle-term', $h, 10,
+			'10 sessions terminated');
+		cg_poll_is($node, $cycle_state, '0|0',
 			"round $round: after the terminations, budget total back to 0");
 		$cycles += 10;
 	}
@@ -219,7 +168,7 @@ for my $round (1 .. 5)
 			user => 'regress_app',
 			sql => 'SELECT pg_sleep(120)');
 		wait_sleeping('cycle-drop', 10);
-		state_is($cycle_state, '10|10',
+		cg_poll_is($node, $cycle_state, '10|10',
 			"round $round: 10 sessions about to lose their client, budget total 10"
 		);
 		for my $c (@$h)
@@ -227,13 +176,13 @@ for my $round (1 .. 5)
 			$c->{h}->signal('KILL');
 			eval { $c->{h}->finish; };
 		}
-		my $took = poll_for(
+		my $took = cg_poll_for(
 			$node,
 			"SELECT count(*) FROM pg_stat_activity WHERE application_name = 'cycle-drop'",
 			'0');
 		ok(defined $took,
 			"round $round: the 10 backends whose client vanished are gone");
-		state_is($cycle_state, '0|0',
+		cg_poll_is($node, $cycle_state, '0|0',
 			"round $round: after the lost clients, budget total back to 0");
 		$cycles += 10;
 	}
@@ -260,26 +209,27 @@ for my $round (1 .. 5)
 				sql => 'SELECT pg_sleep(120)')
 		  };
 		wait_sleeping('cycle-fill', 17);
-		state_is($cycle_state, '17|17',
+		cg_poll_is($node, $cycle_state, '17|17',
 			"round $round: 17 sessions hold the non-reserved slots, budget total 17"
 		);
 
 		# in round 1 nothing has gone past 17 before: the peak moves to 18
 		# with the first refused login, which was therefore charged
-		state_is($peak_total, '17|17', 'the peak so far is 17') if $round == 1;
+		cg_poll_is($node, $peak_total, '17|17', 'the peak so far is 17')
+		  if $round == 1;
 
 		my ($pg_refused, $ours) = (0, 0);
 		my @other;
 		for my $i (1 .. 13)
 		{
 			my ($ret, $out, $err) =
-			  try_login($node, app => 'cycle-reserved', user => 'regress_app');
-			state_is($peak_total, '18|17',
+			  cg_login($node, app => 'cycle-reserved', user => 'regress_app');
+			cg_poll_is($node, $peak_total, '18|17',
 				'the first refused login was charged (peak 18) and released (total 17)')
 			  if $round == 1 && $i == 1;
 			if ($ret != 0
 				&& $err =~
-				/FATAL:  remaining connection slots are reserved for non-replication superuser connections\n?\z/
+				/$cg_reserved_refusal\n?\z/
 			  )
 			{
 				$pg_refused++;
@@ -294,25 +244,15 @@ for my $round (1 .. 5)
 			"round $round: 13 logins refused by PostgreSQL's reserved slots")
 		  or diag(join("\n", @other));
 		is($ours, 0, "round $round: none of them refused by conngov");
-		state_is($cycle_state, '17|17',
+		cg_poll_is($node, $cycle_state, '17|17',
 			"round $round: after the 13 refusals, budget total back to 17");
 
-		is( $node->safe_psql(
-				'postgres',
-				"SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = 'cycle-fill'"
-			),
-			17,
-			"round $round: the 17 holding sessions terminated");
-		my $r = cg_finish_clients($fill);
-		is( count_errors(
-				$r,
-				qr/FATAL:  terminating connection due to administrator command/),
-			17,
-			"round $round: the 17 clients were told of the termination");
+		terminate_clients($round, 'cycle-fill', $fill, 17,
+			'the 17 holding sessions terminated');
 		$cycles += 30;
 	}
 
-	state_is($cycle_state, '0|0',
+	cg_poll_is($node, $cycle_state, '0|0',
 		"round $round: after the reserved-slot phase, budget total back to 0");
 
 	# every exit path shows in the server log with its SQLSTATE
@@ -331,7 +271,7 @@ for my $round (1 .. 5)
 		10, "round $round: 10 lost clients logged");
 	is( log_count(
 			$log,
-			qr/ 53300 \S* ?FATAL:  remaining connection slots are reserved for non-replication superuser connections/
+			qr/ 53300 \S* ?$cg_reserved_refusal/
 		),
 		13,
 		"round $round: 13 reserved-slot refusals logged");
@@ -342,14 +282,13 @@ for my $round (1 .. 5)
 is($cycles, 500, '500 login cycles in all');
 
 # quiet: the budget holds exactly the sessions that exist, i.e. none
-state_is($cycle_state, '0|0',
+cg_poll_is($node, $cycle_state, '0|0',
 	'at the end the budget total equals the real sessions: 0');
 
 # the unbudgeted row holds exactly the other client backends: this query's
-state_is(
-	q{SELECT (SELECT total FROM conngov.usage() WHERE budget = '(unbudgeted)')
-  || '|' || (SELECT count(*) FROM pg_stat_activity
-			 WHERE backend_type = 'client backend' AND application_name NOT LIKE 'cycle%')},
+cg_poll_is(
+	$node,
+	cg_total_real_sql('(unbudgeted)', 'cycle%', not_like => 1),
 	'1|1',
 	'the unbudgeted total equals the other client backends: 1');
 

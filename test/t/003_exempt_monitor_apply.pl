@@ -15,69 +15,7 @@ use ConngovTest;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
-use IPC::Run;
 use Time::HiRes qw(gettimeofday tv_interval usleep);
-
-# The connection string of one login with this identity (without user: the
-# test's bootstrap superuser).
-sub connstr_for
-{
-	my ($node, %opt) = @_;
-	my $connstr = $node->connstr($opt{dbname} // 'postgres');
-	$connstr .= " user=$opt{user}" if defined $opt{user};
-	$connstr .= " application_name=$opt{app}" if defined $opt{app};
-	return $connstr;
-}
-
-# One login (app, user, dbname) running sql (default SELECT 1), then exit.
-# Returns (exit code, stdout, stderr), outputs without their last newline.
-# The sql goes in -c, not on stdin, so a refused login cannot break a pipe.
-sub try_login
-{
-	my ($node, %opt) = @_;
-	my ($out, $err) = ('', '');
-	IPC::Run::run(
-		[
-			'psql', '-X', '-A', '-t', '-v', 'ON_ERROR_STOP=1',
-			'-d', connstr_for($node, %opt), '-c', $opt{sql} // 'SELECT 1'
-		],
-		'<', \undef, '>', \$out, '2>', \$err);
-	my $ret = $? >> 8;
-	chomp($out);
-	chomp($err);
-	return ($ret, $out, $err);
-}
-
-# Run sql as the superuser in a new session every 50 ms until it returns
-# expected.  Returns the seconds it took, or undef (and a diag) after
-# timeout seconds (default 10).
-sub poll_for
-{
-	my ($node, $sql, $expected, $timeout) = @_;
-	$timeout //= 10;
-	my $t0 = [gettimeofday];
-	my ($ret, $out, $err);
-	for (;;)
-	{
-		($ret, $out, $err) = try_login($node, sql => $sql);
-		return tv_interval($t0) if $ret == 0 && $out eq $expected;
-		last if tv_interval($t0) > $timeout;
-		usleep(50_000);
-	}
-	diag("poll_for timed out after $timeout s: $sql\nexpected: $expected\n"
-		  . "last answer: $out\nstderr: $err");
-	return undef;
-}
-
-# A held, idle session (PostgreSQL::Test::BackgroundPsql) with this
-# identity, connected when this returns; dies if the login fails.  psql takes
-# the last -d given: ours, not background_psql's own.
-sub open_session
-{
-	my ($node, %opt) = @_;
-	return $node->background_psql($opt{dbname} // 'postgres',
-		extra_params => [ '-d', connstr_for($node, %opt) ]);
-}
 
 my $t_start = [gettimeofday];
 
@@ -86,59 +24,21 @@ my $su = $node->safe_psql('postgres', 'SELECT current_user');
 
 # All monitoring goes through one held superuser session, so that counting
 # never races with the harness's own short-lived connections.
-my $mon = open_session($node, app => 'watcher');
+my $mon = cg_session($node, 'watcher')->{psql};
 
 $mon->query_safe(
 	'CREATE ROLE regress_dba NOLOGIN; CREATE ROLE regress_ops LOGIN; GRANT regress_dba TO regress_ops;'
 );
 
-# replace the budgets with rows "(name, pattern, max_connections, priority,
-# mode)" and load them; returns reload()'s count
-sub set_budgets
-{
-	my @rows = @_;
-	my $sql = 'DELETE FROM conngov.budgets;';
-	$sql .=
-	  'INSERT INTO conngov.budgets (name, application_pattern, max_connections, priority, mode) VALUES '
-	  . join(', ', @rows) . ';'
-	  if @rows;
-	$mon->query_safe($sql);
-	return $mon->query_safe('SELECT conngov.reload()');
-}
+# the budgets' columns in this test: rows are "(name, pattern,
+# max_connections, priority, mode)", set with cg_set_budgets through $mon
+my $cols = 'name, application_pattern, max_connections, priority, mode';
 
-# run sql in the monitoring session every 50 ms until it returns expected;
-# the seconds it took, or undef
-sub mon_poll
-{
-	my ($sql, $expected, $timeout) = @_;
-	$timeout //= 10;
-	my $t0 = [gettimeofday];
-	my $out;
-	for (;;)
-	{
-		$out = $mon->query_safe($sql);
-		return tv_interval($t0) if $out eq $expected;
-		last if tv_interval($t0) > $timeout;
-		usleep(50_000);
-	}
-	diag("mon_poll timed out: $sql\nexpected: $expected\nlast: $out");
-	return undef;
-}
-
-# mon_poll, then assert (so that a timeout shows the real figure)
-sub mon_is
-{
-	my ($sql, $expected, $name) = @_;
-	mon_poll($sql, $expected);
-	is($mon->query_safe($sql), $expected, $name);
-	return;
-}
-
-# a held session, or undef (and a diag) if its login failed
+# a held session (cg_session), or undef (and a diag) if its login failed
 sub held
 {
 	my (%opt) = @_;
-	my $s = eval { open_session($node, %opt) };
+	my $s = eval { cg_session($node, $opt{app}, $opt{user}) };
 	diag("login of $opt{app} failed: $@") unless defined $s;
 	return $s;
 }
@@ -150,13 +50,6 @@ sub held_n
 	my @s = grep { defined } map { held(%opt) } 1 .. $n;
 	is(scalar(@s), $n, "$n sessions of $opt{app} admitted");
 	return @s;
-}
-
-# quit held sessions (skipping those whose login failed)
-sub quit_all
-{
-	$_->quit for grep { defined } @_;
-	return;
 }
 
 # the refusal's message, with its figures
@@ -174,7 +67,8 @@ sub set_guc
 	my ($name, $value) = @_;
 	$mon->query_safe("ALTER SYSTEM SET $name = '$value'");
 	$mon->query_safe('SELECT pg_reload_conf()');
-	ok(defined poll_for($node, "SHOW $name", $value), "$name = '$value' applied");
+	ok(defined cg_poll_for($node, "SHOW $name", $value),
+		"$name = '$value' applied");
 	return;
 }
 
@@ -185,32 +79,34 @@ sub usage_row
 	  "SELECT mode || '|' || max_connections || '|' || total || '|' || available || '|' || status FROM conngov.usage() WHERE budget = '$budget'";
 }
 
-my $total_real = q{SELECT (SELECT total FROM conngov.usage() WHERE budget = '%s')
-  || '|' || (SELECT count(*) FROM pg_stat_activity
-			 WHERE backend_type = 'client backend' AND application_name LIKE '%s')};
-
 #
 # (a) exempt: a budget of 0 for every application
 #
-is(set_budgets("('all', '%', 0, 100, 'enforce')", "('plain', 'plain%', 5, 10, 'enforce')"),
-	2, '(a) budgets "all" (0 places) and "plain" loaded');
+is( cg_set_budgets(
+		$node, $cols,
+		"('all', '%', 0, 100, 'enforce')",
+		"('plain', 'plain%', 5, 10, 'enforce')",
+		{ monitor => $mon }),
+	2,
+	'(a) budgets "all" (0 places) and "plain" loaded');
 
 my @su = held_n(3, app => 'su-held');
-mon_is(sprintf($total_real, 'all', '%'),
-	'4|4', '(a) 3 superuser sessions and the watcher admitted and counted: 4');
+cg_poll_is($node, cg_total_real_sql('all', '%'),
+	'4|4', '(a) 3 superuser sessions and the watcher admitted and counted: 4',
+	monitor => $mon);
 is($mon->query_safe(usage_row('all')),
 	'enforce|0|4|0|exhausted', '(a) "all" is exhausted');
 
-my ($ret, $out, $err) = try_login($node, app => 'app-x', user => 'regress_app');
+my ($ret, $out, $err) = cg_login($node, app => 'app-x', user => 'regress_app');
 isnt($ret, 0, '(a) a plain role is refused');
 like($err, refusal('all', 0, '%', 4), '(a) the refusal names "all", 0 places, 4 in use');
 
-($ret, $out, $err) = try_login($node, app => 'ops-x', user => 'regress_ops');
+($ret, $out, $err) = cg_login($node, app => 'ops-x', user => 'regress_ops');
 like($err, refusal('all', 0, '%', 4),
 	'(a) a member of regress_dba is refused while exempt_roles is empty');
 
 set_guc('conngov.exempt_roles', 'regress_dba');
-($ret, $out, $err) = try_login($node, app => 'ops-x', user => 'regress_ops');
+($ret, $out, $err) = cg_login($node, app => 'ops-x', user => 'regress_ops');
 is($ret, 0, '(a) with exempt_roles = regress_dba, its member regress_ops logs in')
   or diag($err);
 my $ops = held(app => 'ops-held', user => 'regress_ops');
@@ -227,21 +123,21 @@ su-held|$su|all|t|3
 watcher|$su|all|t|1",
 	'(a) sessions(): superusers and the exempt member flagged exempt, the plain role not'
 );
-mon_is(
-	q{SELECT (SELECT total FROM conngov.usage() WHERE budget = 'all')
-  || '|' || (SELECT count(*) FROM pg_stat_activity
-			 WHERE backend_type = 'client backend' AND application_name NOT LIKE 'plain%')},
+cg_poll_is(
+	$node,
+	cg_total_real_sql('all', 'plain%', not_like => 1),
 	'5|5',
-	'(a) "all" counts its 5 exempt sessions, as pg_stat_activity does');
+	'(a) "all" counts its 5 exempt sessions, as pg_stat_activity does',
+	monitor => $mon);
 is($mon->query_safe(usage_row('all')),
 	'enforce|0|5|0|exhausted', '(a) "all" total 5');
 is($mon->query_safe(usage_row('plain')),
 	'enforce|5|1|4|ok', '(a) "plain" total 1');
 
-($ret, $out, $err) = try_login($node, app => 'app-y', user => 'regress_app');
+($ret, $out, $err) = cg_login($node, app => 'app-y', user => 'regress_app');
 like($err, refusal('all', 0, '%', 5), '(a) a plain role is still refused');
 
-quit_all(@su, $ops, $plain);
+cg_quit(@su, $ops, $plain);
 $mon->query_safe('ALTER SYSTEM RESET conngov.exempt_roles');
 $mon->query_safe('SELECT pg_reload_conf()');
 
@@ -249,22 +145,28 @@ $mon->query_safe('SELECT pg_reload_conf()');
 # (b) a monitor budget admits over its limit
 #
 my $offset = -s $node->logfile;
-is(set_budgets("('mon', 'mon%', 2, 100, 'monitor')"),
-	1, '(b) monitor budget "mon" of 2 loaded');
+is( cg_set_budgets(
+		$node, $cols, "('mon', 'mon%', 2, 100, 'monitor')",
+		{ monitor => $mon }),
+	1,
+	'(b) monitor budget "mon" of 2 loaded');
 my @mon_app = held_n(4, app => 'mon-app', user => 'regress_app');
 is($mon->query_safe(usage_row('mon')),
 	'monitor|2|4|0|exhausted', '(b) "mon" counts 4 sessions over its 2');
 unlike(slurp_file($node->logfile, $offset),
 	qr/connection budget/, '(b) no refusal in the server log');
-quit_all(@mon_app);
+cg_quit(@mon_app);
 
 #
 # (c) conngov.mode = monitor admits over an enforce budget
 #
 set_guc('conngov.mode', 'monitor');
 $offset = -s $node->logfile;
-is(set_budgets("('one', 'one%', 1, 100, 'enforce')"),
-	1, '(c) enforce budget "one" of 1 loaded');
+is( cg_set_budgets(
+		$node, $cols, "('one', 'one%', 1, 100, 'enforce')",
+		{ monitor => $mon }),
+	1,
+	'(c) enforce budget "one" of 1 loaded');
 my @one = held_n(3, app => 'one-app', user => 'regress_app');
 is($mon->query_safe(usage_row('one')),
 	'enforce|1|3|0|exhausted', '(c) "one" counts 3 sessions over its 1');
@@ -272,10 +174,10 @@ unlike(slurp_file($node->logfile, $offset),
 	qr/connection budget/, '(c) no refusal in the server log');
 
 set_guc('conngov.mode', 'enforce');
-($ret, $out, $err) = try_login($node, app => 'one-app', user => 'regress_app');
+($ret, $out, $err) = cg_login($node, app => 'one-app', user => 'regress_app');
 isnt($ret, 0, '(c) back to enforce: the next login is refused');
 like($err, refusal('one', 1, 'one%', 3), '(c) the refusal names "one", 1 place, 3 in use');
-quit_all(@one);
+cg_quit(@one);
 $mon->query_safe('ALTER SYSTEM RESET conngov.mode');
 $mon->query_safe('SELECT pg_reload_conf()');
 
@@ -292,7 +194,7 @@ sub login_until
 	my ($r, $o, $e);
 	for (;;)
 	{
-		($r, $o, $e) = try_login($node, app => 'apply-x', user => 'regress_app');
+		($r, $o, $e) = cg_login($node, app => 'apply-x', user => 'regress_app');
 		my $refused = ($e =~ /connection budget "apply" exhausted/) ? 1 : 0;
 		return (tv_interval($t0), $e) if $refused == $want_refused;
 		last if tv_interval($t0) > 5;
@@ -302,9 +204,12 @@ sub login_until
 	return (undef, $e);
 }
 
-is(set_budgets("('apply', 'apply%', 5, 100, 'enforce')"),
-	1, '(d) budget "apply" of 5 loaded');
-($ret, $out, $err) = try_login($node, app => 'apply-x', user => 'regress_app');
+is( cg_set_budgets(
+		$node, $cols, "('apply', 'apply%', 5, 100, 'enforce')",
+		{ monitor => $mon }),
+	1,
+	'(d) budget "apply" of 5 loaded');
+($ret, $out, $err) = cg_login($node, app => 'apply-x', user => 'regress_app');
 is($ret, 0, '(d) apply-x admitted under 5');
 
 my $t0 = [gettimeofday];
@@ -326,7 +231,7 @@ $mon->query_safe(
 	"BEGIN; UPDATE conngov.budgets SET max_connections = 0 WHERE name = 'apply'; ROLLBACK;"
 );
 usleep(1_500_000);
-($ret, $out, $err) = try_login($node, app => 'apply-x', user => 'regress_app');
+($ret, $out, $err) = cg_login($node, app => 'apply-x', user => 'regress_app');
 is($ret, 0, '(d) 1.5 s after a rolled-back change to 0: still admitted')
   or diag($err);
 is($mon->query_safe(usage_row('apply')),
@@ -335,12 +240,12 @@ is($mon->query_safe('SELECT conngov.reload()'), 1, '(d) a forced reload');
 is($mon->query_safe(usage_row('apply')),
 	'enforce|5|0|5|ok', '(d) still 5 after it: the rollback never applies');
 
-my $tx = open_session($node, app => 'tx');
+my $tx = cg_session($node, 'tx')->{psql};
 $tx->query_safe('BEGIN');
 $tx->query_safe(
 	"UPDATE conngov.budgets SET max_connections = 0 WHERE name = 'apply'");
 usleep(1_500_000);
-($ret, $out, $err) = try_login($node, app => 'apply-x', user => 'regress_app');
+($ret, $out, $err) = cg_login($node, app => 'apply-x', user => 'regress_app');
 is($ret, 0, '(d) 1.5 s into an open transaction that set 0: still admitted')
   or diag($err);
 is($mon->query_safe(usage_row('apply')),
@@ -356,7 +261,11 @@ $tx->quit;
 #
 # (e) lowering a budget below its usage ends nobody
 #
-is(set_budgets("('low', 'low%', 5, 100, 'enforce')"), 1, '(e) budget "low" of 5 loaded');
+is( cg_set_budgets(
+		$node, $cols, "('low', 'low%', 5, 100, 'enforce')",
+		{ monitor => $mon }),
+	1,
+	'(e) budget "low" of 5 loaded');
 my @low = held_n(3, app => 'low-app', user => 'regress_app');
 my $pids_sql =
   "SELECT string_agg(pid::text, ',' ORDER BY pid) FROM pg_stat_activity WHERE application_name = 'low-app'";
@@ -366,32 +275,38 @@ is(scalar(@pids), 3, '(e) 3 sessions in pg_stat_activity');
 
 $mon->query_safe(
 	"UPDATE conngov.budgets SET max_connections = 1 WHERE name = 'low'");
-ok( defined mon_poll(
-		"SELECT max_connections FROM conngov.usage() WHERE budget = 'low'", '1', 1),
+ok( defined cg_poll_for(
+		$node,
+		"SELECT max_connections FROM conngov.usage() WHERE budget = 'low'",
+		'1',
+		timeout => 1,
+		monitor => $mon),
 	'(e) the limit of 1 is loaded within 1 s');
 is($mon->query_safe($pids_sql), $pids, '(e) the same 3 sessions are still there');
-is($low[0]->query_safe('SELECT 42'), 42, '(e) and still answer');
+is($low[0]{psql}->query_safe('SELECT 42'), 42, '(e) and still answer');
 is($mon->query_safe(usage_row('low')),
 	'enforce|1|3|0|exhausted', '(e) "low" counts 3 over its 1');
-($ret, $out, $err) = try_login($node, app => 'low-app', user => 'regress_app');
+($ret, $out, $err) = cg_login($node, app => 'low-app', user => 'regress_app');
 like($err, refusal('low', 1, 'low%', 3), '(e) a new login is refused');
 
-quit_all(@low[ 0, 1 ]);
-mon_is(usage_row('low'), 'enforce|1|1|0|exhausted', '(e) 2 sessions closed: total 1');
-($ret, $out, $err) = try_login($node, app => 'low-app', user => 'regress_app');
+cg_quit(@low[ 0, 1 ]);
+cg_poll_is($node, usage_row('low'), 'enforce|1|1|0|exhausted',
+	'(e) 2 sessions closed: total 1', monitor => $mon);
+($ret, $out, $err) = cg_login($node, app => 'low-app', user => 'regress_app');
 like(
 	$err,
 	qr/FATAL:  connection budget "low" exhausted\nDETAIL:  Budget "low" allows 1 connection \(application_name LIKE 'low%'\); 1 (is|are) in use\./,
 	'(e) at 1 of 1 still refused');
-quit_all($low[2]);
-mon_is(usage_row('low'), 'enforce|1|0|1|ok', '(e) all closed: total 0');
-($ret, $out, $err) = try_login($node, app => 'low-app', user => 'regress_app');
+cg_quit($low[2]);
+cg_poll_is($node, usage_row('low'), 'enforce|1|0|1|ok',
+	'(e) all closed: total 0', monitor => $mon);
+($ret, $out, $err) = cg_login($node, app => 'low-app', user => 'regress_app');
 is($ret, 0, '(e) usage dropped below the limit: admitted again') or diag($err);
 
 #
 # (f) held sessions are re-matched to a new budget
 #
-is(set_budgets(), 0, '(f) no budget');
+is(cg_set_budgets($node, $cols, { monitor => $mon }), 0, '(f) no budget');
 my @rematch = held_n(3, app => 'rematch-x', user => 'regress_app');
 is( $mon->query_safe(
 		"SELECT budget || '|' || count(*) FROM conngov.sessions() WHERE login_application_name = 'rematch-x' GROUP BY budget"
@@ -402,8 +317,9 @@ $t0 = [gettimeofday];
 $mon->query_safe(
 	"INSERT INTO conngov.budgets (name, application_pattern, max_connections) VALUES ('rematch', 'rematch%', 10)"
 );
-$took = mon_poll(
-	"SELECT total FROM conngov.usage() WHERE budget = 'rematch'", '3', 5);
+$took = cg_poll_for(
+	$node, "SELECT total FROM conngov.usage() WHERE budget = 'rematch'",
+	'3', timeout => 5, monitor => $mon);
 my $since_commit = tv_interval($t0);
 ok(defined $took && $since_commit < 1.0,
 	sprintf('(f) a new budget counts the 3 held sessions %.3f s after the commit',
@@ -413,12 +329,15 @@ is( $mon->query_safe(
 	),
 	'rematch|3',
 	'(f) sessions() shows them in "rematch"');
-mon_is(
-	sprintf($total_real, '(unbudgeted)', 'watcher'),
+cg_poll_is(
+	$node,
+	cg_total_real_sql('(unbudgeted)', 'watcher'),
 	'1|1',
-	'(f) the unbudgeted total is back to the watcher session alone');
-quit_all(@rematch);
-mon_is(usage_row('rematch'), 'enforce|10|0|10|ok', '(f) closed: total 0');
+	'(f) the unbudgeted total is back to the watcher session alone',
+	monitor => $mon);
+cg_quit(@rematch);
+cg_poll_is($node, usage_row('rematch'), 'enforce|10|0|10|ok',
+	'(f) closed: total 0', monitor => $mon);
 
 $mon->quit;
 

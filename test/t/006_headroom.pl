@@ -65,7 +65,7 @@ for my $i (1 .. $H + 5)
 is(scalar(@holds), $H, "exactly H = $H plain logins succeed");
 like(
 	$refusal // '',
-	qr/FATAL:  remaining connection slots are reserved for non-replication superuser connections/,
+	$cg_reserved_refusal,
 	"login H+1 gets PostgreSQL's reserved-slot refusal");
 unlike($refusal // '', qr/connection budget/, 'and not a conngov refusal');
 
@@ -121,7 +121,7 @@ my ($rc, $out, $err) = cg_login($node, user => 'regress_app', app => 'late');
 isnt($rc, 0, 'a plain login is still refused');
 like(
 	$err,
-	qr/FATAL:  remaining connection slots are reserved for non-replication superuser connections/,
+	$cg_reserved_refusal,
 	'with the reserved-slot error');
 $su2->quit;
 $su1->quit;
