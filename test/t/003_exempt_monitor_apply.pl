@@ -234,8 +234,9 @@ usleep(1_500_000);
 ($ret, $out, $err) = cg_login($node, app => 'apply-x', user => 'regress_app');
 is($ret, 0, '(d) 1.5 s after a rolled-back change to 0: still admitted')
   or diag($err);
-is($mon->query_safe(usage_row('apply')),
-	'enforce|5|0|5|ok', '(d) usage() still shows 5');
+# (the login above releases its charge when its backend exits, just after)
+cg_poll_is($node, usage_row('apply'),
+	'enforce|5|0|5|ok', '(d) usage() still shows 5', monitor => $mon);
 is($mon->query_safe('SELECT conngov.reload()'), 1, '(d) a forced reload');
 is($mon->query_safe(usage_row('apply')),
 	'enforce|5|0|5|ok', '(d) still 5 after it: the rollback never applies');
@@ -248,8 +249,8 @@ usleep(1_500_000);
 ($ret, $out, $err) = cg_login($node, app => 'apply-x', user => 'regress_app');
 is($ret, 0, '(d) 1.5 s into an open transaction that set 0: still admitted')
   or diag($err);
-is($mon->query_safe(usage_row('apply')),
-	'enforce|5|0|5|ok', '(d) usage() shows 5 before the commit');
+cg_poll_is($node, usage_row('apply'),
+	'enforce|5|0|5|ok', '(d) usage() shows 5 before the commit', monitor => $mon);
 $t0 = [gettimeofday];
 $tx->query_safe('COMMIT');
 ($took, $last) = login_until($t0, 1);
