@@ -11,7 +11,8 @@ cache=${CG_CACHE:-/var/cache/conngov}
 root=$cache/trixie
 export DEBIAN_FRONTEND=noninteractive
 if [ ! -f "$root/.pg$major" ]; then
-	command -v debootstrap >/dev/null || apt-get install -y -qq debootstrap >/dev/null
+	command -v debootstrap >/dev/null ||
+		{ apt-get update -qq && apt-get install -y -qq debootstrap >/dev/null; }
 	if [ ! -f "$root/.base" ]; then
 		rm -rf "$root"
 		debootstrap --variant=minbase trixie "$root" http://deb.debian.org/debian \
