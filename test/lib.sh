@@ -63,7 +63,8 @@ cg_as_test_user() {
 	if [ "$(id -u)" = 0 ]; then
 		runuser -u "$CG_TEST_USER" -- env -C "$dir" \
 			PATH="$CG_PG_BIN:$PATH" CG_PG_BIN="$CG_PG_BIN" \
-			CG_PG_CONFIG="$CG_PG_CONFIG" "$@"
+			CG_PG_CONFIG="$CG_PG_CONFIG" \
+			CG_RELEASE_ROUNDS="${CG_RELEASE_ROUNDS:-}" "$@"
 	else
 		(cd "$dir" && PATH="$CG_PG_BIN:$PATH" "$@")
 	fi
