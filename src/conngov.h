@@ -164,6 +164,16 @@ typedef struct CgSharedState
 	uint64		event_next;		/* events ever written */
 } CgSharedState;
 
+/* A budget's figures, copied out under the lock (usage(), health()). */
+typedef struct CgUsageRow
+{
+	char		name[NAMEDATALEN];
+	bool		monitor;
+	int32		max_connections;	/* -1: the unbudgeted row */
+	uint32		total;
+	uint32		peak;
+} CgUsageRow;
+
 /* One session an idle sweep ended, or would end. */
 typedef struct CgSweepResult
 {
@@ -199,6 +209,7 @@ extern void cg_shmem_init_hooks(void);
 extern void cg_require_shared_state(void);
 extern CgCounters *cg_counters(int budget);
 extern bool cg_charge(CgCounters *c, int64 limit, uint32 *in_use);
+extern int	cg_copy_usage(CgUsageRow **rows, CgLoadState *state);
 extern void cg_add_event(CgEventKind kind, const char *budget, int pid,
 						 const char *role_name, const char *database_name,
 						 const char *application_name, const char *client_addr,

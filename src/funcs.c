@@ -61,51 +61,6 @@ cg_name_datum(const char *s)
 	return NameGetDatum(n);
 }
 
-/* A budget's figures, copied out under the lock. */
-typedef struct CgUsageRow
-{
-	char		name[NAMEDATALEN];
-	bool		monitor;
-	int32		max_connections;
-	uint32		total;
-	uint32		peak;
-} CgUsageRow;
-
-/*
- * cg_copy_usage: the budgets' figures, then the unbudgeted row (with
- * max_connections -1).  Returns the number of rows in *rows (palloc'd).
- */
-static int
-cg_copy_usage(CgUsageRow **rows)
-{
-	CgUsageRow *r = palloc(sizeof(CgUsageRow) * (cg_max_budgets + 1));
-	int			n;
-	int			i;
-
-	LWLockAcquire(cg_shared->lock, LW_SHARED);
-	n = cg_shared->nbudgets;
-	for (i = 0; i < n; i++)
-	{
-		CgBudget   *b = &cg_budgets[i];
-
-		memcpy(r[i].name, b->name, NAMEDATALEN);
-		r[i].monitor = b->monitor;
-		r[i].max_connections = b->max_connections;
-		r[i].total = pg_atomic_read_u32(&b->c.total);
-		r[i].peak = pg_atomic_read_u32(&b->c.peak);
-	}
-	LWLockRelease(cg_shared->lock);
-
-	strlcpy(r[n].name, CG_UNBUDGETED_NAME, NAMEDATALEN);
-	r[n].monitor = false;
-	r[n].max_connections = -1;
-	r[n].total = pg_atomic_read_u32(&cg_shared->unbudgeted.total);
-	r[n].peak = pg_atomic_read_u32(&cg_shared->unbudgeted.peak);
-
-	*rows = r;
-	return n + 1;
-}
-
 /*
  * conngov.usage(): one row per budget plus "(unbudgeted)", from the shared
  * counters alone.
@@ -122,7 +77,7 @@ conngov_usage(PG_FUNCTION_ARGS)
 	cg_require_shared_state();
 	InitMaterializedSRF(fcinfo, 0);
 
-	n = cg_copy_usage(&rows);
+	n = cg_copy_usage(&rows, NULL);
 	for (i = 0; i < n; i++)
 	{
 		Datum		values[CG_USAGE_COLS];

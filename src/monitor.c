@@ -159,33 +159,15 @@ conngov_health(PG_FUNCTION_ARGS)
 	int			i;
 	int			n;
 	CgLoadState state;
-	struct
-	{
-		char		name[NAMEDATALEN];
-		bool		monitor;
-		int32		max_connections;
-		uint32		total;
-	}		   *rows;
+	CgUsageRow *rows;
 	static const char *const overall[] = {"healthy", "degraded", "degraded", "unhealthy"};
 
 	cg_require_shared_state();
 	cg_headroom(&h);
 	worst = cg_status_rank(h.status);
 
-	rows = palloc(sizeof(*rows) * Max(cg_max_budgets, 1));
-	LWLockAcquire(cg_shared->lock, LW_SHARED);
-	state = cg_shared->state;
-	n = cg_shared->nbudgets;
-	for (i = 0; i < n; i++)
-	{
-		CgBudget   *b = &cg_budgets[i];
-
-		memcpy(rows[i].name, b->name, NAMEDATALEN);
-		rows[i].monitor = b->monitor;
-		rows[i].max_connections = b->max_connections;
-		rows[i].total = pg_atomic_read_u32(&b->c.total);
-	}
-	LWLockRelease(cg_shared->lock);
+	/* the last row is the unbudgeted one: no check of its own */
+	n = cg_copy_usage(&rows, &state) - 1;
 
 	initStringInfo(&buf);
 	appendStringInfo(&buf,

@@ -196,6 +196,44 @@ cg_charge(CgCounters *c, int64 limit, uint32 *in_use)
 }
 
 /*
+ * cg_copy_usage: the budgets' figures, then the unbudgeted row (with
+ * max_connections -1), and the load state if asked.  Returns the number of
+ * rows in *rows (palloc'd).  Holds the lock, shared, for the copy only.
+ */
+int
+cg_copy_usage(CgUsageRow **rows, CgLoadState *state)
+{
+	CgUsageRow *r = palloc(sizeof(CgUsageRow) * (cg_max_budgets + 1));
+	int			n;
+	int			i;
+
+	LWLockAcquire(cg_shared->lock, LW_SHARED);
+	if (state)
+		*state = cg_shared->state;
+	n = cg_shared->nbudgets;
+	for (i = 0; i < n; i++)
+	{
+		CgBudget   *b = &cg_budgets[i];
+
+		memcpy(r[i].name, b->name, NAMEDATALEN);
+		r[i].monitor = b->monitor;
+		r[i].max_connections = b->max_connections;
+		r[i].total = pg_atomic_read_u32(&b->c.total);
+		r[i].peak = pg_atomic_read_u32(&b->c.peak);
+	}
+	LWLockRelease(cg_shared->lock);
+
+	strlcpy(r[n].name, CG_UNBUDGETED_NAME, NAMEDATALEN);
+	r[n].monitor = false;
+	r[n].max_connections = -1;
+	r[n].total = pg_atomic_read_u32(&cg_shared->unbudgeted.total);
+	r[n].peak = pg_atomic_read_u32(&cg_shared->unbudgeted.peak);
+
+	*rows = r;
+	return n + 1;
+}
+
+/*
  * cg_add_event: append one event to the ring, overwriting the oldest when
  * full.  Holds events_lock only for the copy.
  */

@@ -10,7 +10,8 @@ pgconfig=${CG_PG_CONFIG:-pg_config}
 out=$(mktemp -d /tmp/conngov-fuzz.XXXXXX)
 trap 'rm -rf "$out"' EXIT
 
-clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+clang -g -O1 -Wno-ignored-attributes \
+	-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
 	-I"$top/src" -I"$($pgconfig --includedir-server)" \
 	"$here/fuzz_match.c" "$top/src/match.c" -o "$out/fuzz_match"
 
