@@ -66,6 +66,29 @@ my ($ret, $out, $err) = $node->psql('postgres', 'SELECT 1',
 	extra_params => [ '-U', 'regress_app' ]);
 like($err, qr/connection budget "nobody" exhausted/,
 	'a plain role is refused');
+
+# conngov.log_refusals = off: the client still gets the refusal, the server
+# log does not, and the event is still recorded
+$node->safe_psql('postgres',
+	'ALTER SYSTEM SET conngov.log_refusals = off; SELECT pg_reload_conf();');
+$node->poll_query_until('postgres',
+	"SELECT current_setting('conngov.log_refusals') = 'off'");
+$offset = -s $node->logfile;
+($ret, $out, $err) = $node->psql('postgres', 'SELECT 1',
+	extra_params => [ '-U', 'regress_app' ]);
+like($err, qr/connection budget "nobody" exhausted/,
+	'log_refusals off: the client is still refused');
+$node->safe_psql('postgres', 'SELECT 1');
+unlike(slurp_file($node->logfile, $offset), qr/connection budget "nobody" exhausted/,
+	'log_refusals off: no refusal line in the server log');
+is( $node->safe_psql(
+		'postgres',
+		"SELECT count(*) FROM conngov.events() WHERE kind = 'refused' AND budget = 'nobody'"),
+	'2',
+	'both refusals are events');
+$node->safe_psql('postgres',
+	'ALTER SYSTEM RESET conngov.log_refusals; SELECT pg_reload_conf();');
+
 $node->safe_psql('postgres', 'DELETE FROM conngov.budgets');
 $node->safe_psql('postgres', 'SELECT conngov.reload()');
 
