@@ -141,6 +141,31 @@ cg_finish_clients($held);
 $node->poll_query_until('postgres',
 	"SELECT total = 0 FROM conngov.usage() WHERE budget = 'drop_me'");
 is(cg_total($node, 'drop_me'), '0', 'no stuck charge');
+
+# a locked budgets table never stalls the worker: while a transaction holds
+# it, reload() gives up after 10 s with a clear error, idle sessions are
+# still ended, and the load happens as soon as the lock is gone
+$node->safe_psql('postgres',
+	"INSERT INTO conngov.budgets (name, application_pattern, max_connections, idle_timeout) VALUES ('locked', 'locked%', 5, '1s')"
+);
+$node->safe_psql('postgres', 'SELECT conngov.reload()');
+my $locker = cg_session($node, 'locker');
+$locker->{psql}->query_safe(
+	'BEGIN; LOCK TABLE conngov.budgets IN ACCESS EXCLUSIVE MODE;');
+my $idler = cg_session($node, 'locked-idle', 'regress_app');
+($ret, $out, $err) = $node->psql('postgres', 'SELECT conngov.reload()');
+like($err,
+	qr/ERROR:  conngov worker did not reload the budgets within 10 seconds/,
+	'reload() gives up while the table is locked');
+ok( $node->poll_query_until(
+		'postgres',
+		"SELECT count(*) = 0 FROM pg_stat_activity WHERE pid = $idler->{pid}"),
+	'the worker still ends idle sessions meanwhile');
+$locker->{psql}->query_safe('COMMIT');
+is($node->safe_psql('postgres', 'SELECT conngov.reload()'),
+	'2', 'loaded once the lock is gone');
+cg_quit($locker);
+
 unlike(slurp_file($node->logfile), qr/PANIC|server process .* was terminated/,
 	'no crash');
 
