@@ -61,6 +61,13 @@ ROLLBACK;
 SELECT pg_sleep(0.5);
 SELECT count(*) FROM conngov.usage() WHERE budget = 'rolled_back';
 
+-- reload() only loads committed rows, so it refuses to run in the
+-- transaction that changed them
+BEGIN;
+INSERT INTO conngov.budgets (name, max_connections) VALUES ('in_tx', 1);
+SELECT conngov.reload();
+ROLLBACK;
+
 -- a committed change applies by itself within a second
 INSERT INTO conngov.budgets (name, max_connections) VALUES ('committed', 7);
 SELECT pg_sleep(1);
