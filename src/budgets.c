@@ -40,6 +40,9 @@
 	" idle_keep, priority" \
 	" FROM conngov.budgets ORDER BY priority, name COLLATE \"C\""
 
+static void cg_publish_budgets(CgBudget *budgets, int nbudgets, int nrows,
+							   CgLoadState state);
+
 /*
  * cg_budgets_table: the table's OID, or InvalidOid when conngov is not
  * installed in this database.
@@ -176,7 +179,7 @@ cg_load_budgets(void)
  * refused ...) follow a budget by name; totals are recomputed by matching
  * every counted session again.  Takes the lock exclusively.
  */
-void
+static void
 cg_publish_budgets(CgBudget *budgets, int nbudgets, int nrows,
 				   CgLoadState state)
 {
@@ -260,18 +263,4 @@ cg_status(uint32 total, int32 max_connections)
 	if (ratio >= cg_warn_ratio)
 		return "warning";
 	return "ok";
-}
-
-const char *
-cg_mode_name(int mode)
-{
-	switch (mode)
-	{
-		case CG_MODE_ENFORCE:
-			return "enforce";
-		case CG_MODE_MONITOR:
-			return "monitor";
-		default:
-			return "off";
-	}
 }

@@ -223,10 +223,7 @@ extern int	cg_match_budget(const char *application_name, const char *role_name,
 
 /*---- budgets.c ----*/
 extern int	cg_load_budgets(void);
-extern void cg_publish_budgets(CgBudget *budgets, int nbudgets, int nrows,
-							   CgLoadState state);
 extern const char *cg_status(uint32 total, int32 max_connections);
-extern const char *cg_mode_name(int mode);
 
 /*---- monitor.c ----*/
 extern int	cg_normal_slots(void);
