@@ -8,6 +8,36 @@ cg_sudo() {
 	if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
 }
 
+# cg_apt ARGS...: apt-get, non-interactive, waiting up to 10 minutes for the
+# dpkg lock when another process holds it instead of failing at once.
+cg_apt() {
+	cg_sudo env DEBIAN_FRONTEND=noninteractive apt-get \
+		-o DPkg::Lock::Timeout=600 -o Acquire::Retries=3 "$@"
+}
+
+# cg_debian_mirror: the Debian archive this machine's apt sources use (the
+# first URI serving a suite that is not -security), in either the deb822
+# (*.sources) or the one-line (*.list) format; Debian's default when none.
+cg_debian_mirror() {
+	local f uri
+	uri=$({
+		for f in /etc/apt/sources.list.d/*.sources; do
+			[ -f "$f" ] && awk '
+				/^[[:space:]]*$/ { if (deb && uri != "" && suites !~ /security/) { print uri; exit } deb = 0; uri = ""; suites = ""; next }
+				tolower($1) == "types:" && / deb( |$)/ { deb = 1 }
+				tolower($1) == "uris:" { uri = $2 }
+				tolower($1) == "suites:" { suites = $0 }
+				END { if (deb && uri != "" && suites !~ /security/) print uri }' "$f"
+		done
+		for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
+			[ -f "$f" ] && awk '$1 == "deb" && $0 !~ /security/ {
+				for (i = 2; i <= NF; i++) if ($i !~ /^\[/) { print $i; exit } }' "$f"
+		done
+	} 2>/dev/null | grep -E '^(https?|file)://' | grep -iv 'security' |
+		grep -E '/debian/?$' | head -n 1)
+	echo "${uri:-http://deb.debian.org/debian}"
+}
+
 # cg_install_packages VERSION [EXTRA...]: the server, its headers and the
 # test tools, from Debian's archive, only when something is missing.  With
 # CG_PG_CONFIG already set (a server built from source), only the tools.
@@ -25,9 +55,8 @@ cg_install_packages() {
 	done
 	if [ -n "$missing" ]; then
 		echo "conngov: installing$missing"
-		cg_sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-		cg_sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-			--no-install-recommends $missing >/dev/null
+		cg_apt update -qq
+		cg_apt install -y -qq --no-install-recommends $missing >/dev/null
 	fi
 	CG_PG_CONFIG=${CG_PG_CONFIG:-/usr/lib/postgresql/$ver/bin/pg_config}
 	CG_PG_BIN=$("$CG_PG_CONFIG" --bindir)

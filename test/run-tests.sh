@@ -9,6 +9,9 @@
 #                                     (FUZZ_SECONDS, default 300)
 #   bash test/run-tests.sh matrix     everything on PostgreSQL 15, 17 and 18
 #   bash test/run-tests.sh others     everything on PostgreSQL 17 and 18
+#   bash test/run-tests.sh stress     everything three times in a row while
+#                                     CPU hogs (stress-ng) keep the load at
+#                                     4 x the cores or more (CG_STRESS_ROUNDS)
 #
 # PGVER picks the major version (default 15, Debian 12's packages); set
 # CG_PG_CONFIG for a server built from source (test/pg-source.sh).
@@ -25,19 +28,20 @@ PGVER=${PGVER:-15}
 if [ "$what" = matrix ] || [ "$what" = others ]; then
 	# 15 from Debian 12's packages; 17 from trixie's packages in a chroot
 	# (its binaries need trixie's libc); 18 built from sid's source package.
-	# Both are cached in /var/cache/conngov for later runs.  "others" runs
-	# 17 and 18 only.
+	# Both are cached in $CG_CACHE (default /var/cache/conngov) for later
+	# runs.  "others" runs 17 and 18 only.
 	rc=0
+	cache=${CG_CACHE:-/var/cache/conngov}
 	if [ "$what" = matrix ]; then
 		bash "$here/test/run-tests.sh" all || rc=1
 	fi
 	bash "$here/test/pg-chroot.sh" 17
 	inside=/tmp/conngov-src
-	rm -rf "/var/cache/conngov/trixie$inside"
-	mkdir -p "/var/cache/conngov/trixie$inside"
+	rm -rf "$cache/trixie$inside"
+	mkdir -p "$cache/trixie$inside"
 	(cd "$here" && tar --exclude=.git --exclude='*.o' --exclude='*.so' \
 		--exclude=tmp_check --exclude=tmp_regress -cf - .) |
-		tar -C "/var/cache/conngov/trixie$inside" -xf -
+		tar -C "$cache/trixie$inside" -xf -
 	bash "$here/test/pg-chroot.sh" 17 env PGVER=17 CG_NO_EXTRAS=1 \
 		bash "$inside/test/run-tests.sh" all || rc=1
 	pgc=$(bash "$here/test/pg-source.sh" 18)
@@ -47,6 +51,29 @@ if [ "$what" = matrix ] || [ "$what" = others ]; then
 fi
 
 . "$here/test/lib.sh"
+
+if [ "$what" = stress ]; then
+	# A busy machine must not fail a correct product: the suite waits on
+	# barriers and on the server's own records, never on a fixed time.
+	cg_install_packages "$PGVER" stress-ng
+	hogs=$((4 * $(nproc)))
+	rounds=${CG_STRESS_ROUNDS:-3}
+	stress-ng --cpu "$hogs" --timeout 4h --quiet &
+	hog=$!
+	trap 'kill "$hog" 2>/dev/null; wait "$hog" 2>/dev/null || true' EXIT
+	rc=0
+	t0=$(date +%s)
+	for ((i = 1; i <= rounds; i++)); do
+		echo "conngov: stress round $i of $rounds, $hogs CPU hogs, load $(cut -d' ' -f1-3 /proc/loadavg)"
+		if ! bash "$here/test/run-tests.sh" all; then
+			rc=1
+			break
+		fi
+	done
+	echo "conngov: stress: $((i > rounds ? rounds : i)) round(s) in $(($(date +%s) - t0)) s, load at the end $(cut -d' ' -f1-3 /proc/loadavg)"
+	[ $rc = 0 ] && echo "conngov: stress passed ($rounds rounds)"
+	exit $rc
+fi
 
 # promtool and postgres_exporter check monitoring/ for real (008); the
 # matrix runs leave them out (008 then skips those two checks)
@@ -84,8 +111,8 @@ case "$what" in
 		# 5000 login cycles in 002_release.pl (CG_RELEASE_ROUNDS, exported)
 		CG_RELEASE_ROUNDS=${CG_RELEASE_ROUNDS:-50} run_make installcheck
 		if [ "$status" = 0 ]; then
-			cg_sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-				--no-install-recommends clang libclang-rt-14-dev >/dev/null
+			cg_apt install -y -qq --no-install-recommends clang \
+				libclang-rt-14-dev >/dev/null
 			cg_as_test_user "$CG_BUILD_DIR" bash test/fuzz/run.sh \
 				"${FUZZ_SECONDS:-300}" || status=1
 		fi
@@ -101,7 +128,7 @@ case "$what" in
 		fi
 		;;
 	*)
-		echo "usage: $0 [all|long|regress|tap [test/t/NNN_x.pl ...]]" >&2
+		echo "usage: $0 [all|long|stress|matrix|others|regress|tap [t/NNN_x.pl ...]]" >&2
 		exit 2
 		;;
 esac
