@@ -51,7 +51,8 @@ void		_PG_init(void);
 /*
  * check_exempt_roles: conngov.exempt_roles must be a comma-separated list of
  * role names.  The names are not looked up here (the postmaster cannot read
- * catalogs); a name that is not a role simply exempts nobody.
+ * catalogs); a name that is not a role exempts nobody, and the loader
+ * warns about it (loader.c).
  */
 static bool
 check_exempt_roles(char **newval, void **extra, GucSource source)
@@ -213,5 +214,8 @@ _PG_init(void)
 	cg_shmem_init_hooks();
 	cg_auth_init();
 	cg_notify_init();
-	cg_register_worker();
+	cg_guard_init();
+	/* pg_upgrade's servers (binary-upgrade mode) run no worker */
+	if (!IsBinaryUpgrade)
+		cg_register_worker();
 }

@@ -17,6 +17,7 @@
 #include "postgres.h"
 
 #include "datatype/timestamp.h"
+#include "postmaster/bgworker.h"
 #include "port/atomics.h"
 #include "storage/condition_variable.h"
 #include "storage/latch.h"
@@ -25,6 +26,11 @@
 
 #define CG_TRANCHE_NAME		"conngov"
 #define CG_WORKER_NAME		"conngov worker"
+#define CG_LOADER_NAME		"conngov loader"
+/* Longest reason kept for a failed load (health(), the log). */
+#define CG_REASON_LEN		256
+/* Idle timeouts are capped at 100 years (in ms): longer ones mean never. */
+#define CG_MAX_TIMEOUT_MS	INT64CONST(3155760000000)
 #define CG_UNBUDGETED_NAME	"(unbudgeted)"
 
 /* A budget's charge target when no budget matched. */
@@ -40,13 +46,28 @@ typedef enum CgMode
 	CG_MODE_ENFORCE
 } CgMode;
 
-/* Where the budgets stand after a start (CgSharedState.state). */
+/*
+ * Where the budgets stand (CgSharedState.state).  In every state but
+ * LOADED nothing is enforced: logins are admitted (fail open).
+ */
 typedef enum CgLoadState
 {
 	CG_STATE_UNLOADED,			/* worker has not read the table yet */
 	CG_STATE_LOADED,			/* budgets[] is the table's content */
-	CG_STATE_NO_TABLE			/* extension not installed: nothing to enforce */
+	CG_STATE_NO_TABLE,			/* extension not installed: nothing to enforce */
+	CG_STATE_UNTRUSTED,			/* a conngov.budgets not made by CREATE
+								 * EXTENSION, or of the wrong shape */
+	CG_STATE_FAILED				/* could not be read (database gone ...) */
 } CgLoadState;
+
+/* What a loader process reports (CgSharedState.loader_result). */
+typedef enum CgLoadResult
+{
+	CG_LOAD_RUNNING,			/* no report yet: it died if it is gone */
+	CG_LOAD_DONE,				/* published (state and reason say what) */
+	CG_LOAD_LOCKED,				/* the table was locked: nothing changed */
+	CG_LOAD_FAILED				/* an error: reason says which */
+} CgLoadResult;
 
 typedef enum CgEventKind
 {
@@ -73,9 +94,23 @@ typedef struct CgCounters
 	pg_atomic_uint64 last_refused_at;	/* TimestampTz, 0 = never */
 } CgCounters;
 
+/* Counter values carried over a publish (plain copies of CgCounters). */
+typedef struct CgCounterValues
+{
+	uint32		peak;
+	uint64		admitted;
+	uint64		refused;
+	uint64		would_refuse;
+	uint64		ended_idle;
+	uint64		would_end_idle;
+	uint64		last_refused_at;
+} CgCounterValues;
+
 /*
  * One compiled budget: a row of conngov.budgets.  The text fields are
- * limited to NAMEDATALEN - 1 bytes by the table's constraints.
+ * limited to NAMEDATALEN - 1 bytes by the table's constraints.  Everything
+ * before "c" is the policy; "c" only exists in shared memory (copies made
+ * while loading leave it untouched).
  */
 typedef struct CgBudget
 {
@@ -132,7 +167,9 @@ typedef struct CgEvent
  *   budgets or to charge/release a session, whose counters are atomics.
  * - events_lock (LWLock, same tranche): the events ring and event_next;
  *   EXCLUSIVE to append, SHARED to read.
- * - mutex (spinlock): worker_latch and worker_pid.
+ * - mutex (spinlock): worker_latch, worker_pid, loader_result and
+ *   loader_reason (written by the loader, read by the worker), and
+ *   load_reason (written by the worker and the loader, read by health()).
  * - reload_requested/reload_done: atomics; reload_cv wakes reload() callers.
  */
 typedef struct CgSharedState
@@ -141,8 +178,9 @@ typedef struct CgSharedState
 	LWLock	   *events_lock;
 	slock_t		mutex;
 
-	/* budgets, under lock */
+	/* budgets, under lock (load_reason under mutex) */
 	CgLoadState state;
+	char		load_reason[CG_REASON_LEN];	/* why not LOADED, "" if known */
 	int			nbudgets;
 	int			nbudgets_table; /* rows in the table (> nbudgets if full) */
 	TimestampTz loaded_at;
@@ -153,9 +191,12 @@ typedef struct CgSharedState
 	pg_atomic_uint32 reload_done;
 	ConditionVariable reload_cv;
 
-	/* worker, under mutex */
+	/* worker and its loader, under mutex */
 	Latch	   *worker_latch;
 	int			worker_pid;
+	CgLoadResult loader_result;
+	char		loader_reason[CG_REASON_LEN];
+	uint32		exempt_checked; /* hash of the exempt_roles last checked */
 
 	/* unbudgeted sessions */
 	CgCounters	unbudgeted;
@@ -186,6 +227,7 @@ typedef struct CgSweepResult
 	int64		idle_ms;
 	int64		timeout_ms;
 	bool		ended;			/* false: would end (monitor) */
+	bool		permitted;		/* false: the caller may not signal it */
 } CgSweepResult;
 
 /*---- conngov.c: settings ----*/
@@ -222,8 +264,18 @@ extern int	cg_match_budget(const char *application_name, const char *role_name,
 							const char *database_name);
 
 /*---- budgets.c ----*/
-extern int	cg_load_budgets(void);
+extern CgLoadResult cg_load_budgets(char *reason);
+extern void cg_publish_budgets(CgBudget *budgets, int nbudgets, int nrows,
+							   CgLoadState state, const char *reason);
+extern int64 cg_interval_to_ms(const Interval *iv);
 extern const char *cg_status(uint32 total, int32 max_connections);
+
+/*---- loader.c ----*/
+extern bool cg_start_loader(BackgroundWorkerHandle **handle);
+extern PGDLLEXPORT void cg_loader_main(Datum main_arg);
+
+/*---- guard.c ----*/
+extern void cg_guard_init(void);
 
 /*---- monitor.c ----*/
 extern int	cg_normal_slots(void);
@@ -237,8 +289,8 @@ extern void cg_auth_init(void);
 
 /*---- worker.c ----*/
 extern void cg_register_worker(void);
-extern TimestampTz cg_sweep(bool dry_run, CgSweepResult **results,
-							int *nresults);
+extern TimestampTz cg_sweep(bool dry_run, Oid as_role,
+							CgSweepResult **results, int *nresults);
 extern PGDLLEXPORT void cg_worker_main(Datum main_arg);
 
 #endif							/* CONNGOV_H */

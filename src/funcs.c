@@ -205,21 +205,29 @@ conngov_sessions(PG_FUNCTION_ARGS)
 	{
 		const CgSession *s = &cg_sessions[i];
 		int			pid = s->pid;
+		int			budget;
 
 		pg_read_barrier();
-		if (pid == 0 || s->budget == CG_NOT_CHARGED)
+		/* read once: an exiting owner clears it under the shared lock too */
+		budget = *((volatile int *) &s->budget);
+		if (pid == 0 || budget == CG_NOT_CHARGED || budget >= cg_shared->nbudgets)
 			continue;
 		rows[n].pid = pid;
 		rows[n].s = *s;
 		rows[n].be = NULL;
 		strlcpy(rows[n].budget,
-				s->budget == CG_UNBUDGETED ? CG_UNBUDGETED_NAME :
-				cg_budgets[s->budget].name, NAMEDATALEN);
+				budget == CG_UNBUDGETED ? CG_UNBUDGETED_NAME :
+				cg_budgets[budget].name, NAMEDATALEN);
 		n++;
 	}
 	LWLockRelease(cg_shared->lock);
 
+	/*
+	 * A fresh copy of the backend status array: within a transaction the
+	 * cached one does not know sessions that logged in since.
+	 */
 	qsort(rows, n, sizeof(CgSessionRow), cg_session_row_cmp);
+	pgstat_clear_backend_activity_snapshot();
 	nbe = pgstat_fetch_stat_numbackends();
 	for (i = 1; i <= nbe; i++)
 	{
@@ -311,6 +319,8 @@ conngov_reload(PG_FUNCTION_ARGS)
 	uint32		request;
 	TimestampTz start = GetCurrentTimestamp();
 	int			n;
+	CgLoadState state;
+	char		reason[CG_REASON_LEN];
 
 	cg_require_shared_state();
 	if (cg_changes_pending())
@@ -344,7 +354,17 @@ conngov_reload(PG_FUNCTION_ARGS)
 
 	LWLockAcquire(cg_shared->lock, LW_SHARED);
 	n = cg_shared->nbudgets;
+	state = cg_shared->state;
+	SpinLockAcquire(&cg_shared->mutex);
+	strlcpy(reason, cg_shared->load_reason, sizeof(reason));
+	SpinLockRelease(&cg_shared->mutex);
 	LWLockRelease(cg_shared->lock);
+	if (state == CG_STATE_FAILED || state == CG_STATE_UNTRUSTED)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("conngov could not load the budgets"),
+				 errdetail("%s.", reason),
+				 errhint("Nothing is enforced until they can be loaded.")));
 	PG_RETURN_INT32(n);
 }
 
@@ -365,7 +385,8 @@ conngov_sweep(PG_FUNCTION_ARGS)
 	cg_require_shared_state();
 	InitMaterializedSRF(fcinfo, 0);
 
-	(void) cg_sweep(dry_run, &results, &n);
+	(void) cg_sweep(dry_run, superuser() ? InvalidOid : GetUserId(),
+					&results, &n);
 	for (i = 0; i < n; i++)
 	{
 		Datum		values[CG_SWEEP_COLS];
@@ -381,7 +402,8 @@ conngov_sweep(PG_FUNCTION_ARGS)
 		values[j++] = CStringGetTextDatum(r->in_xact ? "idle in transaction" : "idle");
 		values[j++] = cg_interval_ms(r->idle_ms);
 		values[j++] = cg_interval_ms(r->timeout_ms);
-		values[j++] = CStringGetTextDatum(dry_run ? "would end" :
+		values[j++] = CStringGetTextDatum(!r->permitted ? "not permitted" :
+										  dry_run ? "would end" :
 										  r->ended ? "ended" : "would end (monitor)");
 		Assert(j == CG_SWEEP_COLS);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);

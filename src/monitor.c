@@ -179,11 +179,35 @@ conngov_health(PG_FUNCTION_ARGS)
 					 h.normal_free, h.reserved_in_use, h.reserved_free,
 					 h.budgeted_total, h.oversubscribed ? "true" : "false");
 
-	appendStringInfo(&buf, ", {\"name\": \"budgets\", \"status\": \"%s\", \"loaded\": %s, \"budgets\": %d}",
-					 state == CG_STATE_UNLOADED ? "warning" : "ok",
-					 state == CG_STATE_UNLOADED ? "false" : "true", n);
-	if (state == CG_STATE_UNLOADED)
-		worst = Max(worst, 1);
+	/* not loaded yet, or not loadable: nothing is enforced (degraded) */
+	{
+		static const char *const state_names[] = {
+			[CG_STATE_UNLOADED] = "not_loaded",
+			[CG_STATE_LOADED] = "loaded",
+			[CG_STATE_NO_TABLE] = "no_table",
+			[CG_STATE_UNTRUSTED] = "untrusted",
+			[CG_STATE_FAILED] = "failed",
+		};
+		bool		ok = (state == CG_STATE_LOADED || state == CG_STATE_NO_TABLE);
+		char		reason[CG_REASON_LEN];
+
+		SpinLockAcquire(&cg_shared->mutex);
+		strlcpy(reason, cg_shared->load_reason, sizeof(reason));
+		SpinLockRelease(&cg_shared->mutex);
+
+		appendStringInfo(&buf, ", {\"name\": \"budgets\", \"status\": \"%s\", \"loaded\": %s, \"budgets\": %d, \"state\": \"%s\"",
+						 ok ? "ok" : "warning",
+						 state == CG_STATE_UNLOADED ? "false" : "true", n,
+						 state_names[state]);
+		if (reason[0] != '\0')
+		{
+			appendStringInfoString(&buf, ", \"reason\": ");
+			escape_json(&buf, reason);
+		}
+		appendStringInfoChar(&buf, '}');
+		if (!ok)
+			worst = Max(worst, 1);
+	}
 
 	for (i = 0; i < n; i++)
 	{
@@ -354,11 +378,20 @@ conngov_events(PG_FUNCTION_ARGS)
 	InitMaterializedSRF(fcinfo, 0);
 	see_addr = has_privs_of_role(GetUserId(), ROLE_PG_READ_ALL_STATS);
 
-	events = palloc(sizeof(CgEvent) * cg_event_capacity);
+	/*
+	 * Count first, then copy only the events returned: the ring is in time
+	 * order (cg_add_event stamps under the lock), newest last.
+	 */
 	LWLockAcquire(cg_shared->events_lock, LW_SHARED);
 	next = cg_shared->event_next;
 	first = next > (uint64) cg_event_capacity ? next - cg_event_capacity : 0;
-	n = (int) (next - first);
+	for (n = 0; (uint64) n < next - first; n++)
+	{
+		if (has_since &&
+			cg_events[(next - 1 - n) % cg_event_capacity].at <= since)
+			break;
+	}
+	events = palloc(sizeof(CgEvent) * Max(n, 1));
 	for (i = 0; i < n; i++)
 		events[i] = cg_events[(next - 1 - i) % cg_event_capacity];
 	LWLockRelease(cg_shared->events_lock);
@@ -370,8 +403,6 @@ conngov_events(PG_FUNCTION_ARGS)
 		const CgEvent *ev = &events[i];
 		int			j = 0;
 
-		if (has_since && ev->at <= since)
-			break;				/* newest first: the rest are older */
 		memset(nulls, 0, sizeof(nulls));
 		values[j++] = TimestampTzGetDatum(ev->at);
 		values[j++] = CStringGetTextDatum(cg_event_kind_name(ev->kind));

@@ -23,6 +23,8 @@
 #include "catalog/namespace.h"
 #include "catalog/objectaccess.h"
 #include "catalog/pg_class_d.h"
+#include "catalog/pg_database_d.h"
+#include "commands/dbcommands.h"
 #include "catalog/pg_extension_d.h"
 #include "commands/extension.h"
 #include "commands/trigger.h"
@@ -145,9 +147,12 @@ conngov_budgets_changed(PG_FUNCTION_ARGS)
 }
 
 /*
- * cg_object_access: a DROP of conngov.budgets (or of the extension, which
- * drops it) stops enforcement once it commits: the worker finds no table.
- * Only drops of relations and extensions are looked at.
+ * cg_object_access: changes that can change what the loader finds make it
+ * look again once they commit: a DROP of the extension, a CREATE, ALTER
+ * or DROP of a relation in schema conngov of conngov.database (the table,
+ * a look-alike, a retyped column), and a CREATE, ALTER (RENAME) or DROP of
+ * any database (conngov.database may be the one).  A reload only reads:
+ * whoever triggers one gets nothing but a fresh read of the table.
  */
 static void
 cg_object_access(ObjectAccessType access, Oid classId, Oid objectId,
@@ -156,12 +161,16 @@ cg_object_access(ObjectAccessType access, Oid classId, Oid objectId,
 	if (prev_object_access_hook)
 		prev_object_access_hook(access, classId, objectId, subId, arg);
 
-	if (access != OAT_DROP || subId != 0)
+	if (access != OAT_DROP && access != OAT_POST_CREATE &&
+		access != OAT_POST_ALTER)
 		return;
 	if (classId == ExtensionRelationId)
 	{
-		char	   *name = get_extension_name(objectId);
+		char	   *name;
 
+		if (access != OAT_DROP)
+			return;
+		name = get_extension_name(objectId);
 		if (name != NULL && strcmp(name, "conngov") == 0)
 			cg_mark_changed();
 	}
@@ -171,12 +180,14 @@ cg_object_access(ObjectAccessType access, Oid classId, Oid objectId,
 
 		if (OidIsValid(nsp) && get_rel_namespace(objectId) == nsp)
 		{
-			char	   *name = get_rel_name(objectId);
+			char	   *db = get_database_name(MyDatabaseId);
 
-			if (name != NULL && strcmp(name, "budgets") == 0)
+			if (db != NULL && strcmp(db, cg_database) == 0)
 				cg_mark_changed();
 		}
 	}
+	else if (classId == DatabaseRelationId)
+		cg_mark_changed();
 }
 
 void

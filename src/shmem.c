@@ -235,7 +235,7 @@ cg_copy_usage(CgUsageRow **rows, CgLoadState *state)
 
 /*
  * cg_add_event: append one event to the ring, overwriting the oldest when
- * full.  Holds events_lock only for the copy.
+ * full.  Holds events_lock only for the time stamp and the copy.
  */
 void
 cg_add_event(CgEventKind kind, const char *budget, int pid,
@@ -246,7 +246,6 @@ cg_add_event(CgEventKind kind, const char *budget, int pid,
 	CgEvent		ev;
 
 	memset(&ev, 0, sizeof(ev));
-	ev.at = GetCurrentTimestamp();
 	ev.kind = kind;
 	ev.pid = pid;
 	strlcpy(ev.budget, budget ? budget : "", NAMEDATALEN);
@@ -259,6 +258,8 @@ cg_add_event(CgEventKind kind, const char *budget, int pid,
 	strlcpy(ev.detail, detail ? detail : "", sizeof(ev.detail));
 
 	LWLockAcquire(cg_shared->events_lock, LW_EXCLUSIVE);
+	/* stamped under the lock: ring order is time order (events(since)) */
+	ev.at = GetCurrentTimestamp();
 	cg_events[cg_shared->event_next % cg_event_capacity] = ev;
 	cg_shared->event_next++;
 	LWLockRelease(cg_shared->events_lock);

@@ -4,13 +4,24 @@
  *		The conngov worker: loads the budgets when they change and ends
  *		sessions that stay idle past their budget's timeouts.
  *
- * The worker connects to conngov.database and sleeps on its latch.  It
- * wakes when a committed change to conngov.budgets (or reload()) sets the
- * latch, on SIGHUP, and at the nearest idle deadline.  A session that goes
- * idle after a sweep cannot be due before the sweep time plus the smallest
+ * The worker is connected to no database (it needs none to end idle
+ * sessions), so conngov.database stays free for whole-database operations.
+ * It sleeps on its latch and wakes when a committed change to
+ * conngov.budgets (or reload()) sets the latch, when its loader stops, on
+ * SIGHUP, and at the nearest idle deadline.  A session that goes idle
+ * after a sweep cannot be due before the sweep time plus the smallest
  * configured timeout, so the worker never sleeps past that either; with no
- * timeouts configured it sleeps until woken.  It talks to backends only
- * through shared state and signals.
+ * timeouts configured it sleeps until woken (at most CG_MAX_SLEEP_MS).  It
+ * talks to backends only through shared state and signals.
+ *
+ * Loads: the worker starts a loader (loader.c) for each needed load and
+ * reads its result when it stops.  A locked table changes nothing and is
+ * retried within a second.  A failed load (database gone, loader died)
+ * publishes no budgets (fail open, as at start-up), is logged once per
+ * distinct cause and is retried with back-off, or at once on the next
+ * committed change.  The idle endings go on meanwhile: nothing the loader
+ * waits for can stall them.  An ERROR in the worker itself is reported and
+ * the loop goes on after a pause: it never exits for one.
  *
  * Copyright (c) 2026, conngov developers
  *
@@ -25,6 +36,9 @@
 
 #include "access/xact.h"
 #include "access/xlog.h"
+#include "catalog/pg_authid_d.h"
+#include "storage/proc.h"
+#include "utils/acl.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
@@ -43,10 +57,38 @@
 
 /* How often a standby re-reads the budgets (no trigger fires there). */
 #define CG_STANDBY_RELOAD_MS	1000
-/* Retry interval while the budgets table is locked. */
+/* First retry interval while the budgets table is locked (doubles to 1 s). */
 #define CG_LOCKED_RETRY_MS		100
+/* Retry interval after a failed load: doubles up to CG_FAILED_RETRY_MAX_MS. */
+#define CG_FAILED_RETRY_MS		1000
+#define CG_FAILED_RETRY_MAX_MS	60000
+/* A loader running longer than this is stopped and counts as failed. */
+#define CG_LOADER_TIMEOUT_MS	10000
 /* Re-check interval while a kept (warm pool) session is past its timeout. */
 #define CG_KEPT_RECHECK_MS		1000
+/* Longest single sleep: deadlines further away are looked at again. */
+#define CG_MAX_SLEEP_MS			3600000
+
+/*
+ * The worker's loop state.  Static, so that it survives the longjmp of an
+ * ERROR caught in cg_worker_main.
+ */
+typedef struct CgWorkerState
+{
+	BackgroundWorkerHandle *loader; /* the running loader, or NULL */
+	TimestampTz loader_started;
+	uint32		launched;		/* request the running/last loader serves */
+	uint32		loaded;			/* request last completed */
+	bool		attempted;		/* a load was ever started */
+	bool		reload_now;		/* SIGHUP: load again (exempt roles check) */
+	TimestampTz retry_at;		/* 0 = no retry pending */
+	int			retry_ms;		/* current back-off */
+	TimestampTz last_load;		/* start of the last load (standby) */
+	char		logged[CG_REASON_LEN];	/* the last cause logged */
+	int			error_pause_ms; /* back-off after an ERROR in the loop */
+} CgWorkerState;
+
+static CgWorkerState cg_w;
 
 /* A counted session the sweep looks at. */
 typedef struct CgCandidate
@@ -77,6 +119,7 @@ cg_register_worker(void)
 	BackgroundWorker worker;
 
 	memset(&worker, 0, sizeof(worker));
+	/* a connection to no database: shared catalogs, pg_stat_activity */
 	worker.bgw_flags = BGWORKER_SHMEM_ACCESS |
 		BGWORKER_BACKEND_DATABASE_CONNECTION;
 	worker.bgw_start_time = BgWorkerStart_ConsistentState;
@@ -156,14 +199,38 @@ cg_end_session(const CgCandidate *c, const CgPolicy *p, bool act,
 }
 
 /*
+ * cg_may_signal: whether role may end the session of pid, by the rules of
+ * pg_terminate_backend (a member of the session's role, or of
+ * pg_signal_backend for a session of a role that is not a superuser).
+ */
+static bool
+cg_may_signal(Oid role, int pid)
+{
+	PGPROC	   *proc = BackendPidGetProc(pid);
+	Oid			target;
+
+	if (proc == NULL)
+		return false;
+	target = proc->roleId;
+	if (superuser_arg(role))
+		return true;
+	if (!OidIsValid(target) || superuser_arg(target))
+		return false;
+	return has_privs_of_role(role, target) ||
+		has_privs_of_role(role, ROLE_PG_SIGNAL_BACKEND);
+}
+
+/*
  * cg_sweep: one idle sweep.  Ends the sessions past their deadline (or, with
  * dry_run, only lists them) and returns when the next one can be due, 0 for
  * never.  Fills *results (palloc'd, *nresults entries) with what it ended or
- * would end.  Caller is in a transaction: the backend status snapshot is
- * cleared at its end.
+ * would end.  With as_role valid (conngov.sweep() called by a role that is
+ * not a superuser), only sessions that role could end with
+ * pg_terminate_backend are ended; the others are listed as not permitted.
+ * Takes a fresh backend status snapshot.
  */
 TimestampTz
-cg_sweep(bool dry_run, CgSweepResult **results, int *nresults)
+cg_sweep(bool dry_run, Oid as_role, CgSweepResult **results, int *nresults)
 {
 	TimestampTz now = GetCurrentTimestamp();
 	TimestampTz next = 0;
@@ -209,16 +276,19 @@ cg_sweep(bool dry_run, CgSweepResult **results, int *nresults)
 	{
 		const CgSession *s = &cg_sessions[i];
 		int			pid = s->pid;
+		int			budget;
 
 		pg_read_barrier();
-		if (pid == 0 || s->budget < 0 || s->budget >= nb || s->exempt)
+		/* read once: an exiting owner clears it under the shared lock too */
+		budget = *((volatile int *) &s->budget);
+		if (pid == 0 || budget < 0 || budget >= nb || s->exempt)
 			continue;
-		if (pol[s->budget].idle_timeout_ms == 0 &&
-			pol[s->budget].idle_in_xact_timeout_ms == 0)
+		if (pol[budget].idle_timeout_ms == 0 &&
+			pol[budget].idle_in_xact_timeout_ms == 0)
 			continue;
 		cand[ncand].pid = pid;
 		cand[ncand].slot = i;
-		cand[ncand].budget = s->budget;
+		cand[ncand].budget = budget;
 		cand[ncand].seen = false;
 		cand[ncand].in_xact = false;
 		cand[ncand].since = 0;
@@ -234,7 +304,7 @@ cg_sweep(bool dry_run, CgSweepResult **results, int *nresults)
 	if (ncand == 0)
 		return next;
 
-	/* join with the backend status array by pid */
+	/* join with a fresh copy of the backend status array, by pid */
 	qsort(cand, ncand, sizeof(CgCandidate), cg_candidate_pid_cmp);
 	pgstat_clear_backend_activity_snapshot();
 	nbe = pgstat_fetch_stat_numbackends();
@@ -327,9 +397,12 @@ cg_sweep(bool dry_run, CgSweepResult **results, int *nresults)
 			r->idle_ms = (now - c->since) / 1000;
 			r->timeout_ms = timeout_ms;
 			r->ended = act;
+			r->permitted = !OidIsValid(as_role) || cg_may_signal(as_role, c->pid);
 			if (s->pid != c->pid)
 				continue;		/* slot reused meanwhile */
-			if (!dry_run)
+			if (!r->permitted)
+				r->ended = false;
+			else if (!dry_run)
 				cg_end_session(c, p, act, r->idle_ms, timeout_ms, r);
 			(*nresults)++;
 		}
@@ -340,44 +413,166 @@ cg_sweep(bool dry_run, CgSweepResult **results, int *nresults)
 	return next;
 }
 
-/*
- * cg_worker_load: read the budgets in a transaction of their own and tell
- * waiting reload() callers.  Returns false when the table was locked and
- * nothing was loaded.
- */
-static bool
-cg_worker_load(uint32 request)
+/* Log a cause once: again only after another cause (or success). */
+static void
+cg_worker_log_once(const char *cause, int elevel)
 {
-	int			n;
-
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	PushActiveSnapshot(GetTransactionSnapshot());
-	pgstat_report_activity(STATE_RUNNING, "loading budgets");
-	n = cg_load_budgets();
-	PopActiveSnapshot();
-	CommitTransactionCommand();
-	pgstat_report_activity(STATE_IDLE, NULL);
-
-	if (n < 0)
-		return false;
-	pg_atomic_write_u32(&cg_shared->reload_done, request);
-	ConditionVariableBroadcast(&cg_shared->reload_cv);
-	return true;
+	if (strcmp(cause, cg_w.logged) == 0)
+		return;
+	strlcpy(cg_w.logged, cause, CG_REASON_LEN);
+	if (cause[0] != '\0')
+		ereport(elevel,
+				(errmsg("conngov: %s; nothing is enforced until the budgets can be loaded",
+						cause)));
 }
 
-static TimestampTz
-cg_worker_sweep(void)
+/* Tell reload() callers waiting for request that it is done. */
+static void
+cg_worker_done(uint32 request)
 {
-	TimestampTz next;
-	CgSweepResult *results;
-	int			nresults;
+	cg_w.loaded = request;
+	pg_atomic_write_u32(&cg_shared->reload_done, request);
+	ConditionVariableBroadcast(&cg_shared->reload_cv);
+}
 
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	next = cg_sweep(false, &results, &nresults);
-	CommitTransactionCommand();
-	return next;
+/*
+ * cg_worker_collect: when the loader has stopped, act on its result.  A
+ * loader running too long is stopped, and counts as failed.
+ */
+static void
+cg_worker_collect(TimestampTz now)
+{
+	pid_t		pid;
+	CgLoadResult result;
+	char		reason[CG_REASON_LEN];
+
+	switch (GetBackgroundWorkerPid(cg_w.loader, &pid))
+	{
+		case BGWH_STARTED:
+		case BGWH_NOT_YET_STARTED:
+			if (TimestampDifferenceExceeds(cg_w.loader_started, now,
+										   CG_LOADER_TIMEOUT_MS))
+				TerminateBackgroundWorker(cg_w.loader);
+			return;
+		default:
+			break;				/* stopped, or the postmaster is gone */
+	}
+	pfree(cg_w.loader);
+	cg_w.loader = NULL;
+
+	SpinLockAcquire(&cg_shared->mutex);
+	result = cg_shared->loader_result;
+	strlcpy(reason, cg_shared->loader_reason, CG_REASON_LEN);
+	SpinLockRelease(&cg_shared->mutex);
+
+	switch (result)
+	{
+		case CG_LOAD_DONE:
+			/* loaded, or no table / not the extension's: reason says */
+			cg_w.retry_at = 0;
+			cg_w.retry_ms = 0;
+			cg_worker_log_once(reason, LOG);
+			cg_worker_done(cg_w.launched);
+			break;
+		case CG_LOAD_LOCKED:
+			/* nothing changed; try again soon, the reload() waits */
+			cg_w.retry_ms = cg_w.retry_ms == 0 ? CG_LOCKED_RETRY_MS :
+				Min(cg_w.retry_ms * 2, 1000);
+			cg_w.retry_at = TimestampTzPlusMilliseconds(now, cg_w.retry_ms);
+			break;
+		case CG_LOAD_FAILED:
+		case CG_LOAD_RUNNING:
+			{
+				char		cause[CG_REASON_LEN];
+
+				snprintf(cause, sizeof(cause),
+						 "could not load the budgets from database \"%s\": %s",
+						 cg_database, reason[0] != '\0' ? reason :
+						 "the loader stopped without a result (see the log above)");
+				cg_publish_budgets(NULL, 0, 0, CG_STATE_FAILED, cause);
+				cg_worker_log_once(cause, LOG);
+				cg_w.retry_ms = cg_w.retry_ms < CG_FAILED_RETRY_MS ?
+					CG_FAILED_RETRY_MS :
+					Min(cg_w.retry_ms * 2, CG_FAILED_RETRY_MAX_MS);
+				cg_w.retry_at = TimestampTzPlusMilliseconds(now, cg_w.retry_ms);
+				cg_worker_done(cg_w.launched);
+				break;
+			}
+	}
+}
+
+/*
+ * cg_worker_launch: start a loader when a load is due: at start, after a
+ * newer request (a committed change, reload()), after SIGHUP, when a retry
+ * is due, and every CG_STANDBY_RELOAD_MS on a standby.
+ */
+static void
+cg_worker_launch(uint32 request, bool standby, TimestampTz now)
+{
+	bool		due;
+
+	if (cg_w.loader != NULL)
+		return;
+	if (!cg_w.attempted || cg_w.reload_now || request != cg_w.launched)
+		due = true;				/* a request the last loader did not serve */
+	else if (cg_w.retry_at != 0)
+		due = now >= cg_w.retry_at; /* locked or failed: back-off */
+	else
+		due = standby && TimestampDifferenceExceeds(cg_w.last_load, now,
+													CG_STANDBY_RELOAD_MS);
+	if (!due)
+		return;
+
+	if (!cg_start_loader(&cg_w.loader))
+	{
+		cg_w.loader = NULL;
+		cg_worker_log_once("could not start a loader: no background worker slot is free (max_worker_processes)",
+						   LOG);
+		cg_w.retry_at = TimestampTzPlusMilliseconds(now, CG_FAILED_RETRY_MS);
+		return;
+	}
+	cg_w.attempted = true;
+	cg_w.reload_now = false;
+	cg_w.launched = request;
+	cg_w.loader_started = now;
+	cg_w.last_load = now;
+	cg_w.retry_at = 0;
+}
+
+/*
+ * cg_worker_timeout: how long to sleep, in ms: until the next idle deadline
+ * (next, 0 = none), a pending retry, the loader's time limit or the
+ * standby's next re-read, never more than CG_MAX_SLEEP_MS.
+ */
+static long
+cg_worker_timeout(TimestampTz next, bool standby, TimestampTz now)
+{
+	TimestampTz wake = next;
+
+	if (cg_w.retry_at != 0 && (wake == 0 || cg_w.retry_at < wake))
+		wake = cg_w.retry_at;
+	if (cg_w.loader != NULL)
+	{
+		TimestampTz limit = TimestampTzPlusMilliseconds(cg_w.loader_started,
+														CG_LOADER_TIMEOUT_MS);
+
+		if (wake == 0 || limit < wake)
+			wake = limit;
+	}
+	if (standby && cg_w.retry_at == 0)
+	{
+		TimestampTz reread = TimestampTzPlusMilliseconds(cg_w.last_load,
+														 CG_STANDBY_RELOAD_MS);
+
+		if (wake == 0 || reread < wake)
+			wake = reread;
+	}
+	if (wake == 0)
+		return CG_MAX_SLEEP_MS;
+	if (wake <= now)
+		return 0;
+	/* round up, so that the deadline has passed when the worker wakes */
+	return (long) Min((wake - now + 999) / 1000, (int64) CG_MAX_SLEEP_MS);
 }
 
 static void
@@ -392,14 +587,15 @@ cg_worker_detach(int code, Datum arg)
 void
 cg_worker_main(Datum main_arg)
 {
-	bool		first = true;
-	uint32		loaded = 0;
+	sigjmp_buf	local_sigjmp_buf;
+	MemoryContext loop_ctx;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
 
-	BackgroundWorkerInitializeConnection(cg_database, NULL, 0);
+	/* no database: whole-database operations on conngov.database work */
+	BackgroundWorkerInitializeConnection(NULL, NULL, 0);
 
 	SpinLockAcquire(&cg_shared->mutex);
 	cg_shared->worker_latch = MyLatch;
@@ -408,51 +604,72 @@ cg_worker_main(Datum main_arg)
 	on_shmem_exit(cg_worker_detach, (Datum) 0);
 
 	ereport(LOG,
-			(errmsg("conngov worker started in database \"%s\"", cg_database)));
+			(errmsg("conngov worker started; budgets are read from database \"%s\"",
+					cg_database)));
+
+	memset(&cg_w, 0, sizeof(cg_w));
+	loop_ctx = AllocSetContextCreate(TopMemoryContext, "conngov worker",
+									 ALLOCSET_DEFAULT_SIZES);
+
+	/*
+	 * An ERROR anywhere in the loop comes back here: report it, clean up
+	 * and go on after a pause that doubles while errors repeat.  The loader
+	 * handle and the loop state live in TopMemoryContext and cg_w.
+	 */
+	if (sigsetjmp(local_sigjmp_buf, 1) != 0)
+	{
+		error_context_stack = NULL;
+		HOLD_INTERRUPTS();
+		EmitErrorReport();
+		LWLockReleaseAll();
+		ConditionVariableCancelSleep();
+		AbortOutOfAnyTransaction();
+		pgstat_clear_backend_activity_snapshot();
+		MemoryContextSwitchTo(TopMemoryContext);
+		FlushErrorState();
+		MemoryContextReset(loop_ctx);
+		RESUME_INTERRUPTS();
+
+		cg_w.error_pause_ms = Min(Max(cg_w.error_pause_ms * 2, 1000),
+								  CG_FAILED_RETRY_MAX_MS);
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 cg_w.error_pause_ms, cg_wait_event_main());
+		ResetLatch(MyLatch);
+	}
+	PG_exception_stack = &local_sigjmp_buf;
 
 	for (;;)
 	{
-		uint32		request = pg_atomic_read_u32(&cg_shared->reload_requested);
-		bool		standby = RecoveryInProgress();
+		uint32		request;
+		bool		standby;
+		TimestampTz now;
 		TimestampTz next;
-		bool		retry;
-		long		timeout_ms = -1;
-		int			events = WL_LATCH_SET | WL_EXIT_ON_PM_DEATH;
+		CgSweepResult *results;
+		int			nresults;
 
+		MemoryContextSwitchTo(loop_ctx);
+		MemoryContextReset(loop_ctx);
 		CHECK_FOR_INTERRUPTS();
 		if (ConfigReloadPending)
 		{
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
+			cg_w.reload_now = true;
 		}
 
-		retry = false;
-		if (first || request != loaded || standby)
-		{
-			if (cg_worker_load(request))
-			{
-				loaded = request;
-				first = false;
-			}
-			else
-				retry = true;
-		}
+		request = pg_atomic_read_u32(&cg_shared->reload_requested);
+		standby = RecoveryInProgress();
+		now = GetCurrentTimestamp();
+		if (cg_w.loader != NULL)
+			cg_worker_collect(now);
+		cg_worker_launch(request, standby, now);
 
-		next = cg_worker_sweep();
-		if (next != 0)
-		{
-			TimestampTz now = GetCurrentTimestamp();
+		next = cg_sweep(false, InvalidOid, &results, &nresults);
+		cg_w.error_pause_ms = 0;
 
-			timeout_ms = (next <= now) ? 0 : (long) ((next - now + 999) / 1000);
-		}
-		if (standby && (timeout_ms < 0 || timeout_ms > CG_STANDBY_RELOAD_MS))
-			timeout_ms = CG_STANDBY_RELOAD_MS;
-		if (retry && (timeout_ms < 0 || timeout_ms > CG_LOCKED_RETRY_MS))
-			timeout_ms = CG_LOCKED_RETRY_MS;
-		if (timeout_ms >= 0)
-			events |= WL_TIMEOUT;
-
-		(void) WaitLatch(MyLatch, events, timeout_ms, cg_wait_event_main());
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 cg_worker_timeout(next, standby, GetCurrentTimestamp()),
+						 cg_wait_event_main());
 		ResetLatch(MyLatch);
 	}
 }
