@@ -289,8 +289,10 @@ extern void cg_auth_init(void);
 
 /*---- worker.c ----*/
 extern void cg_register_worker(void);
+extern PGDLLEXPORT void cg_worker_main(Datum main_arg);
+
+/*---- idle.c ----*/
 extern TimestampTz cg_sweep(bool dry_run, Oid as_role,
 							CgSweepResult **results, int *nresults);
-extern PGDLLEXPORT void cg_worker_main(Datum main_arg);
 
 #endif							/* CONNGOV_H */
