@@ -151,6 +151,8 @@ my $node = cg_node('hostile');
 hostile_role($node);
 my $su_name = $node->safe_psql('postgres', 'SELECT current_user');
 my $mon = $node->background_psql('postgres');
+# the session lives through the whole file: time each query, not the session
+$mon->set_query_timer_restart;
 
 ###########################################################################
 # the worker sits in no database (so it blocks no whole-database operation)
@@ -166,6 +168,7 @@ is( $node->safe_psql(
 # call in its real state
 {
 	my $tx = $node->background_psql('postgres');
+	$tx->set_query_timer_restart;
 	$tx->query_safe('BEGIN');
 	$tx->query_safe('SELECT count(*) FROM conngov.sessions()');
 	my $s = cg_session($node, 'sess9-1', 'regress_app');
@@ -280,6 +283,7 @@ is( $node->safe_psql(
 	cg_set_budgets($node, $cols,
 		"('h6', 'idle6-%', NULL, 10, 'enforce', '1s', NULL, 0)");
 	my $locker = $node->background_psql('postgres');
+	$locker->set_query_timer_restart;
 	$locker->query_safe('BEGIN; REINDEX INDEX conngov.budgets_pkey;');
 	# a reload request while the index is locked (reload() may wait: cut it)
 	{
