@@ -9,6 +9,7 @@ use lib 'test';
 use ConngovTest;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
+use IPC::Run;
 use Test::More;
 use Time::HiRes qw(usleep time);
 
@@ -246,11 +247,26 @@ is( $node->safe_psql(
 	# (c) a sub-millisecond timeout is a timeout, not "never"
 	cg_set_budgets($node, $cols,
 		"('h8c', 'idle8c-%', NULL, 10, 'enforce', '0.3 ms', NULL, 0)");
-	my $tiny = cg_session($node, 'idle8c-1', 'regress_app');
-	%gone = cg_wait_gone($mon, 1 + $TO / 6, $tiny->{pid});
-	ok(defined $gone{ $tiny->{pid} },
+	# the session is idle from the moment it logs in, so it may be ended
+	# before its first query: a psql that connects and waits on stdin, and
+	# the worker's own record of the ending
+	my $offset = -s $node->logfile;
+	my ($in, $out, $err) = ('', '', '');
+	my $tiny = IPC::Run::start(
+		[
+			'psql', '-X', '-A', '-t', '-d',
+			$node->connstr('postgres')
+			  . ' user=regress_app application_name=idle8c-1'
+		],
+		'<', \$in, '>', \$out, '2>', \$err);
+	ok( cg_wait_log(
+			$node,
+			qr/LOG:  conngov ended session \d+ of budget "h8c": idle for [\d.]+ s \(limit 0\.0 s\)/,
+			$offset, $TO),
 		"8c: a session of a budget with idle_timeout '0.3 ms' is ended");
-	cg_quit($tiny);
+	$in .= "SELECT 1;\n";
+	$tiny->finish;
+	isnt($tiny->result(0), 0, '8c: its client finds the connection closed');
 }
 
 ###########################################################################
