@@ -193,6 +193,38 @@ is( $node->safe_psql(
 }
 
 ###########################################################################
+# 9: events() are stamped under their lock, so the ring is in time order:
+# after a storm of refused logins (many backends appending at once), the
+# newest-first list never goes forward in time, and events(since) of any of
+# them returns exactly the newer ones
+{
+	cg_set_budgets($node, $cols,
+		"('h9', 'ev9-%', NULL, 0, 'enforce', NULL, NULL, 0)");
+	my $t0 = $node->safe_psql('postgres', 'SELECT clock_timestamp()');
+	my $r = cg_finish_clients(
+		cg_start_clients(
+			$node,
+			clients => 40,
+			app => 'ev9-storm',
+			user => 'regress_app',
+			sql => 'SELECT 1'));
+	is($r->{refused}, 40, '9: 40 logins refused by a budget of 0');
+	my $q = "SELECT at FROM conngov.events('$t0') WHERE budget = 'h9'";
+	is( $node->safe_psql(
+			'postgres',
+			"SELECT count(*) || '|' || count(*) FILTER (WHERE at < lead) FROM (SELECT at, lead(at) OVER () FROM ($q) e) x"
+		),
+		'40|0',
+		'9: events() newest first: 40 refusals, none older than the next one');
+	is( $node->safe_psql(
+			'postgres',
+			"SELECT count(*) FILTER (WHERE n IS DISTINCT FROM newer) FROM (SELECT e.at, (SELECT count(*) FROM conngov.events(e.at) f WHERE f.budget = 'h9') AS n, (SELECT count(*) FROM ($q) g WHERE g.at > e.at) AS newer FROM ($q) e) x"
+		),
+		0,
+		'9: events(since) of each refusal returns exactly the newer ones');
+}
+
+###########################################################################
 # 8: timeout arithmetic
 {
 	# (a) idle_timeout NULL: a plain idle session is never ended, one idle
