@@ -92,16 +92,19 @@ $node->safe_psql('postgres',
 $node->safe_psql('postgres', 'DELETE FROM conngov.budgets');
 $node->safe_psql('postgres', 'SELECT conngov.reload()');
 
-# the extension dropped while sessions are connected and logins arrive
+# the extension dropped while sessions are connected and logins arrive;
+# the 3 held sessions wait at a gate until the test lets them go
 cg_budgets($node, "('drop_me', 'drop%', NULL, 3)");
+my $gate = cg_gate($node);
 my $held = cg_start_clients(
 	$node,
 	clients => 3,
 	app => 'drop-app',
 	user => 'regress_app',
-	sql => 'SELECT pg_sleep(6)');
+	gate => $gate);
 $node->poll_query_until('postgres',
-	"SELECT total = 3 FROM conngov.usage() WHERE budget = 'drop_me'");
+	"SELECT total = 3 FROM conngov.usage() WHERE budget = 'drop_me'")
+  or diag('the 3 held sessions did not connect');
 my $storm = cg_start_clients(
 	$node,
 	clients => 10,
@@ -137,7 +140,10 @@ $r = cg_storm(
 	user => 'regress_app',
 	sql => 'SELECT 1');
 is($r->{refused}, 2, 're-created: enforcement is back');
-cg_finish_clients($held);
+cg_gate_release($gate);
+is(cg_finish_clients($held)->{admitted}, 3,
+	'the 3 held sessions stayed until released');
+cg_gate_quit($gate);
 $node->poll_query_until('postgres',
 	"SELECT total = 0 FROM conngov.usage() WHERE budget = 'drop_me'");
 is(cg_total($node, 'drop_me'), '0', 'no stuck charge');
