@@ -305,7 +305,9 @@ SKIP:
 		],
 		'<', \undef, '>', \$out, '2>', \$err);
 	my $body = '';
-	for (1 .. 100)
+	# until it serves the metrics, bounded by timeout_default
+	my $end = time() + $PostgreSQL::Test::Utils::timeout_default;
+	while (time() < $end)
 	{
 		my $r = HTTP::Tiny->new(timeout => 5, proxy => undef, http_proxy => undef)
 		  ->get("http://127.0.0.1:$port/metrics");
