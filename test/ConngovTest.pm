@@ -38,8 +38,9 @@ our $cg_reserved_refusal =
 # for ever, and shows wait_event PgSleep.
 our $cg_held_sql = q{SELECT pg_sleep('infinity')};
 
-our @EXPORT = qw($cg_reserved_refusal $cg_held_sql cg_late cg_sleep_until
-  cg_gate cg_gate_wait cg_gate_release cg_gate_close cg_gate_quit cg_node cg_budgets cg_total cg_storm cg_start_clients
+our @EXPORT = qw($cg_reserved_refusal $cg_held_sql cg_node cg_budgets cg_total
+  cg_storm cg_start_clients cg_gate cg_gate_wait cg_gate_release cg_gate_close
+  cg_gate_quit cg_late cg_sleep_until
   cg_finish_clients cg_real_sessions cg_connstr cg_hold cg_release cg_login
   cg_poll_for cg_poll_is cg_total_real_sql);
 
@@ -228,8 +229,7 @@ sub cg_sleep_until
 # one database: the gate's (dbname, default postgres) must be the clients'.
 my $cg_gate_seq = 0;
 
-# cg_gate(node, app => name, dbname => 'postgres', psql_opt => {...}):
-# open a gate, closed.
+# cg_gate(node, app => name, dbname => 'postgres'): a new gate, closed.
 sub cg_gate
 {
 	my ($node, %opt) = @_;

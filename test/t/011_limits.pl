@@ -125,6 +125,11 @@ my $r = cg_storm(
 	user => 'regress_app',
 	sql => 'SELECT 1');
 is($r->{admitted}, 5, 'after DROP EXTENSION nothing is refused');
+# the storms' backends may outlive their clients a little: only the 3 held
+# sessions of drop-app remain before the budget is re-created
+$node->poll_query_until('postgres',
+	"SELECT count(*) = 3 FROM pg_stat_activity WHERE application_name = 'drop-app'")
+  or diag('storm backends still there');
 $node->safe_psql('postgres', 'CREATE EXTENSION conngov');
 $node->safe_psql('postgres',
 	"INSERT INTO conngov.budgets (name, application_pattern, max_connections) VALUES ('drop_me', 'drop%', 3)"
