@@ -40,7 +40,7 @@ our $cg_held_sql = q{SELECT pg_sleep('infinity')};
 
 our @EXPORT = qw($cg_reserved_refusal $cg_held_sql cg_node cg_budgets cg_total
   cg_storm cg_start_clients cg_gate cg_gate_wait cg_gate_release cg_gate_close
-  cg_gate_quit cg_late cg_sleep_until
+  cg_gate_quit cg_late cg_sleep_until cg_psql
   cg_finish_clients cg_real_sessions cg_connstr cg_hold cg_release cg_login
   cg_poll_for cg_poll_is cg_total_real_sql);
 
@@ -220,6 +220,18 @@ sub cg_sleep_until
 	return;
 }
 
+# cg_psql(node, dbname, background_psql options...): a background_psql
+# session whose timeout (timeout_default) applies to each query, not to
+# the session's whole life: a monitor held through a slow test must not
+# time out.
+sub cg_psql
+{
+	my ($node, $dbname, %opt) = @_;
+	my $psql = $node->background_psql($dbname, %opt);
+	$psql->set_query_timer_restart();
+	return $psql;
+}
+
 # The gate: a barrier for clients that must hold their session until the
 # test has counted every outcome.  A superuser background_psql session
 # (application_name cg_gate, or app) holds an exclusive advisory lock;
@@ -234,7 +246,7 @@ sub cg_gate
 {
 	my ($node, %opt) = @_;
 	local $ENV{PGAPPNAME} = $opt{app} // 'cg_gate';
-	my $psql = $node->background_psql($opt{dbname} // 'postgres');
+	my $psql = cg_psql($node, $opt{dbname} // 'postgres');
 	my $gate = { psql => $psql, key => 4200 + ++$cg_gate_seq, open => 1 };
 	cg_gate_close($gate);
 	return $gate;
@@ -475,7 +487,7 @@ sub cg_session
 	my ($node, $app, $user, %opt) = @_;
 	local $ENV{PGAPPNAME} = $app;
 	local $ENV{PGUSER} = $user if defined $user;
-	my $psql = $node->background_psql('postgres',
+	my $psql = cg_psql($node, 'postgres',
 		on_error_stop => $opt{on_error_stop} // 1);
 	my $sql = ($opt{sql} // '') . 'SELECT pg_backend_pid();';
 	my $out = $psql->query_safe($sql);
@@ -493,6 +505,8 @@ sub cg_closed
 	my ($s) = @_;
 	my $psql = $s->{psql};
 	$psql->{stdin} .= "SELECT 1;\n";
+	# the session's timer counts from its last query: restart it for this one
+	$psql->{timeout}->start;
 	eval { $psql->{run}->finish; };
 	$s->{done} = 1;
 	return undef if !$@ && $psql->{run}->result == 0;
@@ -507,6 +521,7 @@ sub cg_quit
 	{
 		next if $s->{done};
 		$s->{done} = 1;
+		$s->{psql}{timeout}->start;
 		eval { $s->{psql}->quit; };
 	}
 	return;

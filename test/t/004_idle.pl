@@ -29,7 +29,7 @@ $node->safe_psql('postgres', 'CREATE ROLE regress_dba LOGIN; '
 	  . 'CREATE ROLE regress_opsuser LOGIN IN ROLE regress_ops;');
 
 # the poller: a superuser session, never governed
-my $mon = $node->background_psql('postgres');
+my $mon = cg_psql($node, 'postgres');
 
 my $cols =
   'name, application_pattern, role_name, max_connections, mode, '

@@ -19,7 +19,7 @@ use Test::More;
 use Time::HiRes qw(usleep time);
 
 my $node = cg_node('lifecycle');
-my $mon = $node->background_psql('postgres');
+my $mon = cg_psql($node, 'postgres');
 
 my $cols =
   'name, application_pattern, role_name, max_connections, mode, '
