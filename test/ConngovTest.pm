@@ -7,8 +7,14 @@
 #   use ConngovTest;
 #   my $node = cg_node('main', max_connections => 100);
 #   cg_budgets($node, "('core_api', 'core-api%', NULL, 10)");
+#   my $gate = cg_gate($node);
 #   my $r = cg_storm($node, clients => 60, app => 'core-api-1',
-#       user => 'regress_app', hold => 3);
+#       user => 'regress_app', gate => $gate);
+#
+# No helper decides an outcome by the clock: sessions are held by barriers
+# (an advisory lock the test holds, or a sleep the test ends), waits poll a
+# server-side record, and every wait is bounded by
+# $PostgreSQL::Test::Utils::timeout_default (PG_TEST_TIMEOUT_DEFAULT).
 #
 package ConngovTest;
 
@@ -27,7 +33,14 @@ use Test::More;
 our $cg_reserved_refusal =
   qr/FATAL:  remaining connection slots are reserved for (?:non-replication superuser connections|roles with the SUPERUSER attribute)/;
 
-our @EXPORT = qw($cg_reserved_refusal cg_node cg_budgets cg_total cg_storm cg_start_clients
+# A statement that runs until the test ends its session (pg_terminate_backend,
+# a killed client, a crash): pg_sleep('infinity') sleeps in 10-minute naps
+# for ever, and shows wait_event PgSleep.
+our $cg_held_sql = q{SELECT pg_sleep('infinity')};
+
+our @EXPORT = qw($cg_reserved_refusal $cg_held_sql cg_node cg_budgets cg_total
+  cg_storm cg_start_clients cg_gate cg_gate_wait cg_gate_release cg_gate_close
+  cg_gate_quit cg_late cg_sleep_until cg_psql
   cg_finish_clients cg_real_sessions cg_connstr cg_hold cg_release cg_login
   cg_poll_for cg_poll_is cg_total_real_sql);
 
@@ -111,14 +124,18 @@ sub cg_real_sessions
 }
 
 # cg_start_clients(node, clients => N, app => name, user => role,
-#   sql => "SELECT pg_sleep(3)", dbname => 'postgres'): start N psql
-# clients at once, each running sql.  Returns a handle for
-# cg_finish_clients.
+#   sql => "SELECT 1", gate => cg_gate(...), dbname => 'postgres'): start
+# N psql clients at once, each running sql; with gate, each admitted client
+# waits at the gate until cg_gate_release (sql is then ignored); without
+# either, each runs $cg_held_sql.  Returns a handle for cg_finish_clients.
 sub cg_start_clients
 {
 	my ($node, %opt) = @_;
 	my $n = $opt{clients};
-	my $sql = $opt{sql} // 'SELECT pg_sleep(3)';
+	my $sql =
+	  $opt{gate}
+	  ? "SELECT pg_advisory_lock_shared($opt{gate}{key})"
+	  : ($opt{sql} // $cg_held_sql);
 	my $db = $opt{dbname} // 'postgres';
 	my @clients;
 	for my $i (1 .. $n)
@@ -166,11 +183,141 @@ sub cg_finish_clients
 	return \%r;
 }
 
-# cg_storm: cg_start_clients then cg_finish_clients.
+# cg_storm(node, %opt): cg_start_clients then cg_finish_clients.  With
+# gate => cg_gate(...), the admitted clients hold their session until every
+# client has either been refused (exited) or is waiting at the gate, so
+# that the counts are exact at any speed; then the gate opens, the clients
+# finish, and the gate is closed again for the next storm.
 sub cg_storm
 {
 	my ($node, %opt) = @_;
-	return cg_finish_clients(cg_start_clients($node, %opt));
+	my $clients = cg_start_clients($node, %opt);
+	return cg_finish_clients($clients) unless $opt{gate};
+	cg_gate_wait($opt{gate}, $clients);
+	cg_gate_release($opt{gate});
+	my $r = cg_finish_clients($clients);
+	cg_gate_close($opt{gate});
+	return $r;
+}
+
+# cg_late(): how late after its deadline a worker action may be seen,
+# seconds: a tenth of timeout_default (18 s at the default 180), so that a
+# slow machine (which sets PG_TEST_TIMEOUT_DEFAULT higher) gets more.  The
+# measured lateness goes to diag() lines.
+sub cg_late
+{
+	return $PostgreSQL::Test::Utils::timeout_default / 10;
+}
+
+# cg_sleep_until(t): sleep until Time::HiRes::time() is at least t (no
+# sleep when it already is).  Only a lower bound: waits that use it can
+# make a test slower, never decide what it sees.
+sub cg_sleep_until
+{
+	my ($t) = @_;
+	my $d = $t - Time::HiRes::time();
+	usleep(int($d * 1e6)) if $d > 0;
+	return;
+}
+
+# cg_psql(node, dbname, background_psql options...): a background_psql
+# session whose timeout (timeout_default) applies to each query, not to
+# the session's whole life: a monitor held through a slow test must not
+# time out.
+sub cg_psql
+{
+	my ($node, $dbname, %opt) = @_;
+	my $psql = $node->background_psql($dbname, %opt);
+	$psql->set_query_timer_restart();
+	return $psql;
+}
+
+# The gate: a barrier for clients that must hold their session until the
+# test has counted every outcome.  A superuser background_psql session
+# (application_name cg_gate, or app) holds an exclusive advisory lock;
+# clients started with gate => $gate run pg_advisory_lock_shared on it, so
+# every admitted client blocks there.  The gate's session also serves as
+# the poller, so waiting takes no further slot.  Advisory locks belong to
+# one database: the gate's (dbname, default postgres) must be the clients'.
+my $cg_gate_seq = 0;
+
+# cg_gate(node, app => name, dbname => 'postgres'): a new gate, closed.
+sub cg_gate
+{
+	my ($node, %opt) = @_;
+	local $ENV{PGAPPNAME} = $opt{app} // 'cg_gate';
+	my $psql = cg_psql($node, $opt{dbname} // 'postgres');
+	my $gate = { psql => $psql, key => 4200 + ++$cg_gate_seq, open => 1 };
+	cg_gate_close($gate);
+	return $gate;
+}
+
+# cg_gate_wait(gate, clients): wait until each client (cg_start_clients'
+# handle) has either exited or is waiting at the gate, bounded by
+# timeout_default.  Counts only grow (an admitted client cannot leave while
+# the gate is closed), so equal sums mean every client has been decided.
+# Returns the number waiting; on timeout, a diag and the last count.
+sub cg_gate_wait
+{
+	my ($gate, $clients) = @_;
+	my $sql =
+	  "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted "
+	  . "AND classid = 0 AND objid = $gate->{key} AND objsubid = 1";
+	my $end = Time::HiRes::time() + $PostgreSQL::Test::Utils::timeout_default;
+	my ($waiting, $exited);
+	for (;;)
+	{
+		$exited = 0;
+		for my $c (@$clients)
+		{
+			if ($c->{h}->pumpable)
+			{
+				$c->{h}->pump_nb;
+			}
+			else
+			{
+				$exited++;
+			}
+		}
+		$waiting = $gate->{psql}->query_safe($sql);
+		return $waiting if $waiting + $exited >= @$clients;
+		last if Time::HiRes::time() > $end;
+		usleep(20_000);
+	}
+	diag("cg_gate_wait: after $PostgreSQL::Test::Utils::timeout_default s, "
+		  . "$waiting clients wait at the gate and $exited exited, of "
+		  . scalar(@$clients));
+	return $waiting;
+}
+
+# cg_gate_release(gate): open the gate: the clients waiting there go on.
+sub cg_gate_release
+{
+	my ($gate) = @_;
+	return if $gate->{open};
+	$gate->{psql}->query_safe("SELECT pg_advisory_unlock($gate->{key})");
+	$gate->{open} = 1;
+	return;
+}
+
+# cg_gate_close(gate): close the gate again (waits for clients that still
+# hold it to leave).
+sub cg_gate_close
+{
+	my ($gate) = @_;
+	return unless $gate->{open};
+	$gate->{psql}->query_safe("SELECT pg_advisory_lock($gate->{key})");
+	$gate->{open} = 0;
+	return;
+}
+
+# cg_gate_quit(gate): close the gate's session (which opens it).
+sub cg_gate_quit
+{
+	my ($gate) = @_;
+	$gate->{psql}->quit;
+	$gate->{open} = 1;
+	return;
 }
 
 # cg_connstr(node, user => role, app => application_name, dbname =>
@@ -188,7 +335,7 @@ sub cg_connstr
 
 # cg_hold(node, user => role, app => unique application_name,
 #   monitor => background_psql, connstr => "...", dbname => 'postgres'):
-# open one session that runs pg_sleep and keep it.  Waits until either the
+# open one session that runs $cg_held_sql and keep it (until cg_release).  Waits until either the
 # backend is active in pg_stat_activity (the login is complete) or psql has
 # exited.  Polls through monitor (a superuser background_psql session) when
 # given, so that polling takes no extra slot.  Returns { ok => 1, pid, h }
@@ -201,7 +348,7 @@ sub cg_hold
 	my $h = IPC::Run::start(
 		[
 			'psql', '-X', '-A', '-t', '-v', 'ON_ERROR_STOP=1',
-			'-d', cg_connstr($node, %opt), '-c', 'SELECT pg_sleep(300)'
+			'-d', cg_connstr($node, %opt), '-c', $cg_held_sql
 		],
 		'<', \undef, '>', \$out, '2>', \$err);
 	my $sql =
@@ -261,7 +408,8 @@ sub cg_login
 	return ($h->result(0), $out, $err);
 }
 
-# cg_poll_for(node, sql, expected, timeout => 10, monitor => background_psql):
+# cg_poll_for(node, sql, expected, timeout => timeout_default,
+#   monitor => background_psql):
 # run sql every 50 ms until it returns expected: through monitor (a
 # superuser background_psql session) when given, so that polling takes no
 # extra session, and then dies if sql fails; else as the superuser in a new
@@ -270,7 +418,7 @@ sub cg_login
 sub cg_poll_for
 {
 	my ($node, $sql, $expected, %opt) = @_;
-	my $timeout = $opt{timeout} // 10;
+	my $timeout = $opt{timeout} // $PostgreSQL::Test::Utils::timeout_default;
 	my $t0 = [ Time::HiRes::gettimeofday() ];
 	my ($ret, $out, $err) = (0, '', '');
 	for (;;)
@@ -293,7 +441,7 @@ sub cg_poll_for
 	return undef;
 }
 
-# cg_poll_is(node, sql, expected, test name, timeout => 10,
+# cg_poll_is(node, sql, expected, test name, timeout => timeout_default,
 #   monitor => background_psql): cg_poll_for, then is() on one more run of
 # sql (the same way), so that a timeout shows the real figure.
 sub cg_poll_is
@@ -308,7 +456,8 @@ sub cg_poll_is
 # Helpers of the idle and worker tests (004, 005); cg_set_budgets,
 # cg_session and cg_quit also serve 003.
 push @EXPORT, qw(cg_set_budgets cg_session cg_closed cg_quit cg_alive
-  cg_wait_gone cg_wait_log cg_log_endings cg_epoch cg_worker_pid cg_cpu_ticks);
+  cg_wait_gone cg_wait_log cg_log_endings cg_epoch cg_worker_pid cg_cpu_ticks
+  cg_worker_pass cg_worker_paused cg_not_before);
 
 # cg_set_budgets(node, columns, rows..., { monitor => background_psql }):
 # replace the budgets with rows given as tuples for the column list, e.g.
@@ -338,7 +487,7 @@ sub cg_session
 	my ($node, $app, $user, %opt) = @_;
 	local $ENV{PGAPPNAME} = $app;
 	local $ENV{PGUSER} = $user if defined $user;
-	my $psql = $node->background_psql('postgres',
+	my $psql = cg_psql($node, 'postgres',
 		on_error_stop => $opt{on_error_stop} // 1);
 	my $sql = ($opt{sql} // '') . 'SELECT pg_backend_pid();';
 	my $out = $psql->query_safe($sql);
@@ -356,6 +505,8 @@ sub cg_closed
 	my ($s) = @_;
 	my $psql = $s->{psql};
 	$psql->{stdin} .= "SELECT 1;\n";
+	# the session's timer counts from its last query: restart it for this one
+	$psql->{timeout}->start;
 	eval { $psql->{run}->finish; };
 	$s->{done} = 1;
 	return undef if !$@ && $psql->{run}->result == 0;
@@ -370,6 +521,7 @@ sub cg_quit
 	{
 		next if $s->{done};
 		$s->{done} = 1;
+		$s->{psql}{timeout}->start;
 		eval { $s->{psql}->quit; };
 	}
 	return;
@@ -389,12 +541,13 @@ sub cg_alive
 
 # cg_wait_gone(poller, timeout, pids...): poll pg_stat_activity every 20 ms
 # through poller (a background psql) until none of the pids is there, or
-# timeout seconds passed.  Returns a hash pid => server epoch (seconds,
+# timeout seconds (undef: timeout_default) passed.  Returns a hash pid => server epoch (seconds,
 # fractional) of the first poll that did not see it; pids still there are
 # missing from the hash.
 sub cg_wait_gone
 {
 	my ($poller, $timeout, @pids) = @_;
+	$timeout //= $PostgreSQL::Test::Utils::timeout_default;
 	my %gone;
 	my $end = Time::HiRes::time() + $timeout;
 	while (1)
@@ -415,10 +568,12 @@ sub cg_wait_gone
 }
 
 # cg_wait_log(node, regexp, offset, timeout): wait up to timeout seconds
-# for the server log to match regexp after offset; returns whether it did.
+# (undef: timeout_default) for the server log to match regexp after offset;
+# returns whether it did.
 sub cg_wait_log
 {
 	my ($node, $re, $offset, $timeout) = @_;
+	$timeout //= $PostgreSQL::Test::Utils::timeout_default;
 	my $end = Time::HiRes::time() + $timeout;
 	while (1)
 	{
@@ -473,6 +628,54 @@ sub cg_worker_pid
 	return $node->safe_psql('postgres',
 		"SELECT string_agg(pid::text, ',') FROM pg_stat_activity WHERE backend_type = 'conngov worker'"
 	);
+}
+
+# cg_worker_pass(node, monitor): return only once the worker has run a
+# whole pass of its loop (load, then idle sweep) that started after the
+# call: two conngov.reload() in a row, each returning when the worker has
+# loaded the budgets in a new pass, the second one after the first pass's
+# sweep.  A SIGHUP sent before the call has been handled too (the worker
+# handles it at the top of its loop, before loading).  Through monitor (a
+# superuser background_psql session) when given.
+sub cg_worker_pass
+{
+	my ($node, $monitor) = @_;
+	_cg_sql($node, $monitor, 'SELECT conngov.reload()') for 1 .. 2;
+	return;
+}
+
+# cg_worker_paused(node, code): run code with the worker stopped
+# (SIGSTOP), so that it ends no session meanwhile, and continue it
+# (SIGCONT) however code ends; returns code's result.  Logins, sessions()
+# and usage() do not need the worker; reload() and budget changes do (do
+# them before).  The worker's timed sleep is at most its smallest idle
+# timeout, so it sweeps within that after it continues.
+sub cg_worker_paused
+{
+	my ($node, $code) = @_;
+	my $wpid = cg_worker_pid($node);
+	die "cg_worker_paused: no single worker ('$wpid')" unless $wpid =~ /^\d+$/;
+	kill 'STOP', $wpid;
+	my @r;
+	my $ok = eval { @r = $code->(); 1; };
+	kill 'CONT', $wpid;
+	die $@ unless $ok;
+	return wantarray ? @r : $r[0];
+}
+
+# cg_not_before(seconds, limit, name): ok() when an idle time (or time from
+# going idle to being ended) is at least limit (never before the deadline,
+# at any speed) and less than limit + cg_late() (a bound that scales with
+# timeout_default); the measured lateness goes to a diag line.
+sub cg_not_before
+{
+	my ($x, $limit, $name) = @_;
+	local $Test::Builder::Level = $Test::Builder::Level + 1;
+	my $hi = $limit + cg_late();
+	diag(sprintf('%s: %.3f s after the deadline', $name, $x - $limit))
+	  if defined $x;
+	return ok(defined $x && $x >= $limit && $x < $hi, $name)
+	  || diag('got ' . ($x // 'undef') . ", want [$limit, $hi)");
 }
 
 # cg_cpu_ticks(pid): utime + stime of a process from /proc/PID/stat, in

@@ -4,8 +4,9 @@
 # A connection storm: budget 10, 60 simultaneous logins, 5 rounds.  Exactly
 # 10 are admitted each round, the other 50 are refused with SQLSTATE 53300
 # and the budget's name, and the budget's total is back to 0 afterwards.
-# Admitted clients hold their session for 4 s, longer than a round takes to
-# connect even on a loaded machine, so nobody leaves before the last login.
+# Admitted clients hold their session at a gate (an advisory lock held by a
+# superuser session, unbudgeted) until every client is either refused or
+# waiting there, so nobody leaves before the last login, at any speed.
 use strict;
 use warnings FATAL => 'all';
 
@@ -16,6 +17,7 @@ use Test::More;
 
 my $node = cg_node('storm', max_connections => 100);
 cg_budgets($node, "('core_api', 'core-api%', NULL, 10)");
+my $gate = cg_gate($node);
 
 for my $round (1 .. 5)
 {
@@ -25,7 +27,7 @@ for my $round (1 .. 5)
 		clients => 60,
 		app => 'core-api-storm',
 		user => 'regress_app',
-		sql => 'SELECT pg_sleep(4)');
+		gate => $gate);
 	is($r->{admitted}, 10, "round $round: exactly 10 admitted");
 	is($r->{refused}, 50, "round $round: the other 50 refused");
 	is($r->{other}, 0, "round $round: no other failure")
@@ -51,5 +53,6 @@ is( $node->safe_psql(
 	10,
 	'peak never went over the budget');
 
+cg_gate_quit($gate);
 $node->stop;
 done_testing();

@@ -33,7 +33,8 @@ my $su = $node->safe_psql('postgres', 'SELECT current_user');
 # "budget total|real sessions" of the budgeted application
 my $cycle_state = cg_total_real_sql('cycle', 'cycle%');
 
-# wait until n sessions of app sleep in pg_sleep
+# wait until n sessions of app sleep in pg_sleep ($cg_held_sql: they sleep
+# until the test terminates them or kills their client)
 sub wait_sleeping
 {
 	my ($app, $n) = @_;
@@ -150,7 +151,7 @@ for my $round (1 .. $rounds)
 			clients => 10,
 			app => 'cycle-term',
 			user => 'regress_app',
-			sql => 'SELECT pg_sleep(120)');
+			sql => $cg_held_sql);
 		wait_sleeping('cycle-term', 10);
 		cg_poll_is($node, $cycle_state, '10|10',
 			"round $round: 10 sleeping sessions, budget total 10");
@@ -169,7 +170,7 @@ for my $round (1 .. $rounds)
 			clients => 10,
 			app => 'cycle-drop',
 			user => 'regress_app',
-			sql => 'SELECT pg_sleep(120)');
+			sql => $cg_held_sql);
 		wait_sleeping('cycle-drop', 10);
 		cg_poll_is($node, $cycle_state, '10|10',
 			"round $round: 10 sessions about to lose their client, budget total 10"
@@ -200,7 +201,7 @@ for my $round (1 .. $rounds)
 			clients => 14,
 			app => 'cycle-fill',
 			user => 'regress_app',
-			sql => 'SELECT pg_sleep(120)');
+			sql => $cg_held_sql);
 		wait_sleeping('cycle-fill', 14);
 		push @$fill,
 		  @{
@@ -209,7 +210,7 @@ for my $round (1 .. $rounds)
 				clients => 3,
 				app => 'cycle-fill',
 				user => $su,
-				sql => 'SELECT pg_sleep(120)')
+				sql => $cg_held_sql)
 		  };
 		wait_sleeping('cycle-fill', 17);
 		cg_poll_is($node, $cycle_state, '17|17',

@@ -24,7 +24,7 @@ my $cols =
   . 'budgeted_total, oversubscribed, status';
 
 # A superuser session that watches; it takes one normal slot itself.
-my $mon = $node->background_psql('postgres');
+my $mon = cg_psql($node, 'postgres');
 my $headroom = sub { $mon->query_safe("SELECT $cols FROM conngov.headroom()") };
 my $poll = sub {
 	my ($cond) = @_;

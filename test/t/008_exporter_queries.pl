@@ -183,7 +183,7 @@ for my $i (1 .. 3)
 # the rows of each query, as the exporter's role sees them: column => [type,
 # value] per row.  One session, like the exporter's; first wait until the
 # setup's sessions have left: the unbudgeted ones are then misc and this one.
-my $exp = $node->background_psql('postgres',
+my $exp = cg_psql($node, 'postgres',
 	extra_params => [ '-U', 'regress_exporter' ]);
 my $settled = 0;
 for (1 .. 50 * $PostgreSQL::Test::Utils::timeout_default)
@@ -305,7 +305,9 @@ SKIP:
 		],
 		'<', \undef, '>', \$out, '2>', \$err);
 	my $body = '';
-	for (1 .. 100)
+	# until it serves the metrics, bounded by timeout_default
+	my $end = time() + $PostgreSQL::Test::Utils::timeout_default;
+	while (time() < $end)
 	{
 		my $r = HTTP::Tiny->new(timeout => 5, proxy => undef, http_proxy => undef)
 		  ->get("http://127.0.0.1:$port/metrics");

@@ -39,13 +39,16 @@ $standby->poll_query_until('postgres',
 	"SELECT count(*) = 1 FROM conngov.usage() WHERE budget = 'replica_app'")
   or diag('budgets not loaded on the standby');
 
-# enforcement on the standby, from the replicated table
+# enforcement on the standby, from the replicated table; the admitted
+# clients wait at a gate (an advisory lock, which works in recovery) until
+# every client is decided
+my $gate = cg_gate($standby);
 my $r = cg_storm(
 	$standby,
 	clients => 5,
 	app => 'replica-1',
 	user => 'regress_app',
-	sql => 'SELECT pg_sleep(2)');
+	gate => $gate);
 is($r->{admitted}, 2, 'standby admits exactly the budget');
 is($r->{refused}, 3, 'standby refuses the rest');
 
@@ -55,26 +58,31 @@ is( $standby->safe_psql(
 	'35|32',
 	"standby reports its own max_connections and normal slots");
 
-# a change on the primary applies on the standby within a few seconds
+# a change on the primary applies on the standby by itself (the worker
+# re-reads every second; the bound scales with timeout_default, the lag is
+# shown)
 $standby->poll_query_until('postgres',
 	"SELECT total = 0 FROM conngov.usage() WHERE budget = 'replica_app'");
 my $t0 = time;
 $primary->safe_psql('postgres',
 	"UPDATE conngov.budgets SET max_connections = 4, idle_timeout = '1s' WHERE name = 'replica_app'"
 );
-$standby->poll_query_until('postgres',
+my $applied = $standby->poll_query_until('postgres',
 	"SELECT max_connections = 4 FROM conngov.usage() WHERE budget = 'replica_app'"
-) or diag('change did not reach the standby');
+);
 my $lag = time - $t0;
-cmp_ok($lag, '<', 3.0, 'primary change applied on the standby within 3 s');
+diag(sprintf('primary change applied on the standby after %.3f s', $lag));
+ok($applied && $lag < cg_late(),
+	'primary change applied on the standby by itself (bound: cg_late())');
 
 $r = cg_storm(
 	$standby,
 	clients => 6,
 	app => 'replica-2',
 	user => 'regress_app',
-	sql => 'SELECT pg_sleep(2)');
+	gate => $gate);
 is($r->{admitted}, 4, 'standby admits the new budget of 4');
+cg_gate_quit($gate);
 
 # the worker ends idle sessions on the standby too
 my $offset = -s $standby->logfile;

@@ -92,16 +92,19 @@ $node->safe_psql('postgres',
 $node->safe_psql('postgres', 'DELETE FROM conngov.budgets');
 $node->safe_psql('postgres', 'SELECT conngov.reload()');
 
-# the extension dropped while sessions are connected and logins arrive
+# the extension dropped while sessions are connected and logins arrive;
+# the 3 held sessions wait at a gate until the test lets them go
 cg_budgets($node, "('drop_me', 'drop%', NULL, 3)");
+my $gate = cg_gate($node);
 my $held = cg_start_clients(
 	$node,
 	clients => 3,
 	app => 'drop-app',
 	user => 'regress_app',
-	sql => 'SELECT pg_sleep(6)');
+	gate => $gate);
 $node->poll_query_until('postgres',
-	"SELECT total = 3 FROM conngov.usage() WHERE budget = 'drop_me'");
+	"SELECT total = 3 FROM conngov.usage() WHERE budget = 'drop_me'")
+  or diag('the 3 held sessions did not connect');
 my $storm = cg_start_clients(
 	$node,
 	clients => 10,
@@ -122,6 +125,11 @@ my $r = cg_storm(
 	user => 'regress_app',
 	sql => 'SELECT 1');
 is($r->{admitted}, 5, 'after DROP EXTENSION nothing is refused');
+# the storms' backends may outlive their clients a little: only the 3 held
+# sessions of drop-app remain before the budget is re-created
+$node->poll_query_until('postgres',
+	"SELECT count(*) = 3 FROM pg_stat_activity WHERE application_name = 'drop-app'")
+  or diag('storm backends still there');
 $node->safe_psql('postgres', 'CREATE EXTENSION conngov');
 $node->safe_psql('postgres',
 	"INSERT INTO conngov.budgets (name, application_pattern, max_connections) VALUES ('drop_me', 'drop%', 3)"
@@ -137,7 +145,10 @@ $r = cg_storm(
 	user => 'regress_app',
 	sql => 'SELECT 1');
 is($r->{refused}, 2, 're-created: enforcement is back');
-cg_finish_clients($held);
+cg_gate_release($gate);
+is(cg_finish_clients($held)->{admitted}, 3,
+	'the 3 held sessions stayed until released');
+cg_gate_quit($gate);
 $node->poll_query_until('postgres',
 	"SELECT total = 0 FROM conngov.usage() WHERE budget = 'drop_me'");
 is(cg_total($node, 'drop_me'), '0', 'no stuck charge');

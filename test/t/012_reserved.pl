@@ -48,7 +48,7 @@ like($err, qr/connection budget "nobody" exhausted/, 'a plain role is refused');
 # asynchronous) takes a slot meanwhile: 12 slots - the watcher = 11 free;
 # a plain login needs 3 free left after its own, so 8 get in.
 cg_budgets($node);
-my $mon = $node->background_psql('postgres');
+my $mon = cg_psql($node, 'postgres');
 $node->poll_query_until('postgres',
 	"SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()"
 ) or die 'short-lived sessions did not go away';
