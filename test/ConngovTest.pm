@@ -457,7 +457,7 @@ sub cg_poll_is
 # cg_session and cg_quit also serve 003.
 push @EXPORT, qw(cg_set_budgets cg_session cg_closed cg_quit cg_alive
   cg_wait_gone cg_wait_log cg_log_endings cg_epoch cg_worker_pid cg_cpu_ticks
-  cg_worker_pass cg_worker_paused cg_not_before);
+  cg_worker_pass cg_worker_paused cg_last_pause cg_not_before);
 
 # cg_set_budgets(node, columns, rows..., { monitor => background_psql }):
 # replace the budgets with rows given as tuples for the column list, e.g.
@@ -650,28 +650,43 @@ sub cg_worker_pass
 # and usage() do not need the worker; reload() and budget changes do (do
 # them before).  The worker's timed sleep is at most its smallest idle
 # timeout, so it sweeps within that after it continues.
+my $cg_last_pause = 0;
+
 sub cg_worker_paused
 {
 	my ($node, $code) = @_;
 	my $wpid = cg_worker_pid($node);
 	die "cg_worker_paused: no single worker ('$wpid')" unless $wpid =~ /^\d+$/;
+	my $t0 = Time::HiRes::time();
 	kill 'STOP', $wpid;
 	my @r;
 	my $ok = eval { @r = $code->(); 1; };
 	kill 'CONT', $wpid;
+	$cg_last_pause = Time::HiRes::time() - $t0;
 	die $@ unless $ok;
 	return wantarray ? @r : $r[0];
 }
 
-# cg_not_before(seconds, limit, name): ok() when an idle time (or time from
-# going idle to being ended) is at least limit (never before the deadline,
-# at any speed) and less than limit + cg_late() (a bound that scales with
-# timeout_default); the measured lateness goes to a diag line.
+# cg_last_pause(): how long the last cg_worker_paused kept the worker
+# stopped, seconds.  A session that reached its deadline meanwhile can be
+# ended only after it: that much more lateness is the test's, not the
+# worker's.
+sub cg_last_pause
+{
+	return $cg_last_pause;
+}
+
+# cg_not_before(seconds, limit, name, slack): ok() when an idle time (or
+# time from going idle to being ended) is at least limit (never before the
+# deadline, at any speed) and less than limit + cg_late() + slack (a bound
+# that scales with timeout_default; slack, default 0, for time the test
+# itself kept the worker stopped, cg_last_pause()); the measured lateness
+# goes to a diag line.
 sub cg_not_before
 {
-	my ($x, $limit, $name) = @_;
+	my ($x, $limit, $name, $slack) = @_;
 	local $Test::Builder::Level = $Test::Builder::Level + 1;
-	my $hi = $limit + cg_late();
+	my $hi = $limit + cg_late() + ($slack // 0);
 	diag(sprintf('%s: %.3f s after the deadline', $name, $x - $limit))
 	  if defined $x;
 	return ok(defined $x && $x >= $limit && $x < $hi, $name)

@@ -80,13 +80,15 @@ sub sweep_diag
 }
 
 # how many of the idle times (seconds) are at least limit and less than
-# limit + cg_late(), with a diag of their lateness
+# limit + cg_late() + slack (time the test kept the worker stopped), with a
+# diag of their lateness
 sub n_not_before
 {
-	my ($limit, @idle) = @_;
-	diag(sprintf('idle times past the %.1f s limit: %s',
-			$limit, join(' ', map { sprintf('%.3f', $_ - $limit) } @idle)));
-	return scalar grep { $_ >= $limit && $_ < $limit + $late } @idle;
+	my ($limit, $slack, @idle) = @_;
+	diag(sprintf('idle times past the %.1f s limit: %s (worker stopped %.3f s)',
+			$limit, join(' ', map { sprintf('%.3f', $_ - $limit) } @idle),
+			$slack));
+	return scalar grep { $_ >= $limit && $_ < $limit + $late + $slack } @idle;
 }
 
 ###########################################################################
@@ -106,7 +108,8 @@ sub n_not_before
 	my %gone = cg_wait_gone($mon, undef, $s->{pid});
 	ok(defined $gone{ $s->{pid} }, 't1: the idle session was ended');
 	cg_not_before(($gone{ $s->{pid} } // 0) - $since,
-		2.0, 't1: gone from pg_stat_activity 2.0 s after it went idle, not before');
+		2.0, 't1: gone from pg_stat_activity 2.0 s after it went idle, not before',
+		cg_last_pause());
 
 	cg_wait_log($node, qr/conngov ended session $s->{pid} /, $offset);
 	my @e = grep { $_->{budget} eq 't1' } cg_log_endings($node, $offset);
@@ -114,13 +117,15 @@ sub n_not_before
 	is( join('|', map { $e[0]{$_} } qw(verb pid state limit app role)),
 		"ended|$s->{pid}|idle|2.0|idle-one|regress_app",
 		't1: the log line names pid, budget, state, limit, application, role');
-	cg_not_before($e[0]{idle}, 2.0, 't1: logged idle time 2.0 s, not less');
+	cg_not_before($e[0]{idle}, 2.0, 't1: logged idle time 2.0 s, not less',
+		cg_last_pause());
 	# the event's time has microseconds; the log line's %m only milliseconds
 	my $ended_at = sql(
 		"SELECT extract(epoch FROM at) FROM conngov.events() WHERE kind = 'ended_idle' AND pid = $s->{pid}"
 	);
 	cg_not_before($ended_at - $since,
-		2.0, 't1: ended (events()) 2.0 s after state_change, not before');
+		2.0, 't1: ended (events()) 2.0 s after state_change, not before',
+		cg_last_pause());
 
 	like(cg_closed($s) // 'query ran', $closed_re,
 		't1: the client sees the connection closed');
@@ -151,6 +156,7 @@ sub n_not_before
 			}
 			@since = map { (state_change($_))[0] } @s;
 		});
+	my $t2_pause = cg_last_pause();
 	ok((grep { $since[$_] > $since[ $_ - 1 ] } 1 .. 7) == 7,
 		't2: the 8 sessions went idle one after another');
 
@@ -169,7 +175,7 @@ sub n_not_before
 	my @e = grep { $_->{budget} eq 't2' } cg_log_endings($node, $offset);
 	is( join(',', sort { $a <=> $b } map { $_->{pid} } @e),
 		pids(@old), 't2: 5 endings logged, for the 5 oldest');
-	is(n_not_before(3.0, map { $_->{idle} } @e),
+	is(n_not_before(3.0, $t2_pause, map { $_->{idle} } @e),
 		5, 't2: each ended 3.0 s after it went idle, not before')
 	  or diag(join(' ', map { $_->{idle} } @e));
 	is(counts('t2'), '5|0', 't2: stats ended_idle = 5');
@@ -217,6 +223,7 @@ sub n_not_before
 		  . 'idle in transaction,idle in transaction (aborted),idle',
 		't3: sessions idle in transaction, aborted, idle');
 
+	my $t3_pause = cg_last_pause();
 	my @ended = @s{qw(x_tx x_abort i_idle)};
 	my @kept = @s{qw(x_idle i_tx i_abort)};
 	my %gone = cg_wait_gone($mon, undef, map { $_->{pid} } @ended);
@@ -237,7 +244,7 @@ sub n_not_before
 	is( join('|', map { "$e{$_->{pid}}{budget} $e{$_->{pid}}{state} $e{$_->{pid}}{limit}" } @ended),
 		't3x idle in transaction 2.0|t3x idle in transaction 2.0|t3i idle 2.0',
 		't3: the log lines give budget, state and limit');
-	is(n_not_before(2.0, map { $_->{idle} } values %e),
+	is(n_not_before(2.0, $t3_pause, map { $_->{idle} } values %e),
 		3, 't3: each ended 2.0 s after it went idle, not before');
 	is(counts('t3x') . ' ' . counts('t3i'), '2|0 1|0', 't3: stats ended_idle 2 and 1');
 	is((grep { defined cg_closed($_) } @ended), 3, 't3: the 3 clients see the connection closed');
@@ -316,7 +323,7 @@ sub n_not_before
 	is( join(',', sort map { "$_->{verb} $_->{pid}" } @e),
 		join(',', sort map { "would end $_->{pid}" } @s),
 		't5m: one "would end" log line per session');
-	is(n_not_before(1.0, map { $_->{idle} } @e),
+	is(n_not_before(1.0, 0, map { $_->{idle} } @e),
 		3, 't5m: recorded 1.0 s after going idle, not before');
 
 	# the budget switches to enforce: sessions past their deadline go
@@ -418,14 +425,17 @@ sub n_not_before
 	like($wpid, qr/^\d+$/, 't7: one worker');
 	my $offset = -s $node->logfile;
 	my ($sm, $se);
+	my $t7_start = time();
 	cg_worker_paused($node, sub {
 		$sm = cg_session($node, 'sw-mon-1', 'regress_app');
 		$se = cg_session($node, 'sw-enf-1', 'regress_app');
 		cg_sleep_until($se->{idle_at} + 1.5);
 
+		# idle_for: past the timeout, and no longer than the sessions exist
+		# (plus cg_late() for the query to get there)
 		my $q =
-		  "SELECT pid, budget, application_name, role_name, state, idle_for >= timeout AND idle_for < timeout + interval '$late s', timeout, action FROM conngov.sweep(%s) ORDER BY budget";
-		is( sql(sprintf($q, 'true')),
+		  "SELECT pid, budget, application_name, role_name, state, idle_for >= timeout AND idle_for < interval '%.3f s', timeout, action FROM conngov.sweep(%s) ORDER BY budget";
+		is( sql(sprintf($q, time() - $t7_start + $late, 'true')),
 			"$se->{pid}|t7e|sw-enf-1|regress_app|idle|t|00:00:01|would end\n"
 			  . "$sm->{pid}|t7m|sw-mon-1|regress_app|idle|t|00:00:01|would end",
 			't7: sweep(true) lists both sessions past their deadline, "would end"');
@@ -434,7 +444,7 @@ sub n_not_before
 			pids($sm, $se), 't7: the dry runs ended nobody');
 		is(counts('t7m') . ' ' . counts('t7e'), '0|0 0|0', 't7: the dry runs counted nothing');
 
-		my $r = sql(sprintf($q, 'false'));
+		my $r = sql(sprintf($q, time() - $t7_start + $late, 'false'));
 		like(
 			$r,
 			qr/^$se->{pid}\|t7e\|sw-enf-1\|regress_app\|idle\|t\|00:00:01\|ended\n$sm->{pid}\|t7m\|sw-mon-1\|regress_app\|idle\|t\|00:00:01\|would end[^\n]*$/,
