@@ -69,7 +69,6 @@ typedef struct CgWorkerState
 	BackgroundWorkerHandle *loader; /* the running loader, or NULL */
 	TimestampTz loader_started;
 	uint32		launched;		/* request the running/last loader serves */
-	uint32		loaded;			/* request last completed */
 	bool		attempted;		/* a load was ever started */
 	bool		reload_now;		/* SIGHUP: load again (exempt roles check) */
 	TimestampTz retry_at;		/* 0 = no retry pending */
@@ -116,7 +115,6 @@ cg_worker_log_once(const char *cause, int elevel)
 static void
 cg_worker_done(uint32 request)
 {
-	cg_w.loaded = request;
 	pg_atomic_write_u32(&cg_shared->reload_done, request);
 	ConditionVariableBroadcast(&cg_shared->reload_cv);
 }

@@ -158,6 +158,23 @@ sub postmaster_pid
 	return $pid;
 }
 
+# preloaded_node(name, database): a started cluster with conngov preloaded
+# and conngov.database set, but no extension created (cg_node creates it)
+sub preloaded_node
+{
+	my ($name, $db) = @_;
+	my $n = PostgreSQL::Test::Cluster->new($name);
+	$n->init;
+	$n->append_conf(
+		'postgresql.conf', qq{
+shared_preload_libraries = 'conngov'
+conngov.database = '$db'
+log_line_prefix = '%m [%p] %e %q%a '
+});
+	$n->start;
+	return $n;
+}
+
 my $node = cg_node('hostile');
 hostile_role($node);
 my $su_name = $node->safe_psql('postgres', 'SELECT current_user');
@@ -536,15 +553,7 @@ $node->stop;
 
 ###########################################################################
 # 2a, 3, 2b: a node where the extension is not created yet
-my $bare = PostgreSQL::Test::Cluster->new('bare');
-$bare->init;
-$bare->append_conf(
-	'postgresql.conf', q{
-shared_preload_libraries = 'conngov'
-conngov.database = 'postgres'
-log_line_prefix = '%m [%p] %e %q%a '
-});
-$bare->start;
+my $bare = preloaded_node('bare', 'postgres');
 hostile_role($bare);
 $bare->safe_psql('postgres', 'CREATE ROLE regress_app LOGIN');
 hostile_ok($bare, 'postgres', 'CREATE SCHEMA conngov',
@@ -680,15 +689,7 @@ $bare->stop;
 ###########################################################################
 # 5: budgets do not outlive their database
 {
-	my $sep = PostgreSQL::Test::Cluster->new('sepdb');
-	$sep->init;
-	$sep->append_conf(
-		'postgresql.conf', q{
-shared_preload_libraries = 'conngov'
-conngov.database = 'regress_cg'
-log_line_prefix = '%m [%p] %e %q%a '
-});
-	$sep->start;
+	my $sep = preloaded_node('sepdb', 'regress_cg');
 	$sep->safe_psql('postgres',
 		'CREATE DATABASE regress_cg; CREATE ROLE regress_app LOGIN;');
 	$sep->safe_psql('regress_cg', 'CREATE EXTENSION conngov');
