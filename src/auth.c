@@ -62,10 +62,16 @@ cg_release(int code, Datum arg)
 
 	s = &cg_sessions[cg_my_slot];
 	LWLockAcquire(cg_shared->lock, LW_SHARED);
-	if (s->pid == MyProcPid && s->budget != CG_NOT_CHARGED)
-		pg_atomic_fetch_sub_u32(&cg_counters(s->budget)->total, 1);
+	if (s->pid == MyProcPid)
+	{
+		/* taken atomically: a publisher may be moving it right now */
+		int			charge = (int32) pg_atomic_exchange_u32(&s->charge,
+															(uint32) CG_NOT_CHARGED);
+
+		if (charge != CG_NOT_CHARGED)
+			pg_atomic_fetch_sub_u32(&cg_slot_counters(charge)->total, 1);
+	}
 	s->pid = 0;
-	s->budget = CG_NOT_CHARGED;
 	LWLockRelease(cg_shared->lock);
 	cg_my_slot = -1;
 }
@@ -180,14 +186,15 @@ cg_ClientAuthentication(Port *port, int status)
 	else
 	{
 		CgBudget   *b = &cg_budgets[budget];
+		CgCounters *c = cg_counters(budget);
 
-		if (!cg_charge(&b->c, b->max_connections, &in_use))
+		if (!cg_charge(c, b->max_connections, &in_use))
 		{
 			if (cg_mode == CG_MODE_ENFORCE && !b->monitor && !exempt)
 			{
 				refused = true;
-				pg_atomic_fetch_add_u64(&b->c.refused, 1);
-				pg_atomic_write_u64(&b->c.last_refused_at,
+				pg_atomic_fetch_add_u64(&c->refused, 1);
+				pg_atomic_write_u64(&c->last_refused_at,
 									(uint64) GetCurrentTimestamp());
 			}
 			else
@@ -195,11 +202,11 @@ cg_ClientAuthentication(Port *port, int status)
 				/* monitor, off or exempt: admitted over the budget */
 				would_refuse = !exempt && cg_mode != CG_MODE_OFF;
 				if (would_refuse)
-					pg_atomic_fetch_add_u64(&b->c.would_refuse, 1);
-				(void) cg_charge(&b->c, -1, &in_use);
+					pg_atomic_fetch_add_u64(&c->would_refuse, 1);
+				(void) cg_charge(c, -1, &in_use);
 			}
 			/* the events and the message need it after the lock is gone */
-			memcpy(&hit, b, offsetof(CgBudget, c));
+			memcpy(&hit, b, sizeof(CgBudget));
 		}
 	}
 
@@ -208,7 +215,9 @@ cg_ClientAuthentication(Port *port, int status)
 		pg_atomic_fetch_add_u64(&cg_counters(budget)->admitted, 1);
 		s->idle_noted_since = 0;
 		s->idle_noted_ended = false;
-		s->budget = budget;
+		pg_atomic_write_u32(&s->charge, (uint32) (budget == CG_UNBUDGETED ?
+												  CG_UNBUDGETED :
+												  cg_budgets[budget].slot));
 		pg_write_barrier();
 		s->pid = MyProcPid;
 		cg_my_slot = slot;

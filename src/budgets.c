@@ -14,9 +14,13 @@
  * is free.  Sorting (priority, then name in byte order) and the interval
  * arithmetic happen here in C.
  *
- * Publishing takes the lock exclusively for a copy and a pass over the
- * session slots, which re-matches every counted session to the new budgets
- * and recomputes the totals.
+ * Publishing fills the inactive budget set with no lock held, and takes the
+ * lock exclusively only to make it the active one: a few words.  Counters
+ * live in slots that follow a budget by name, so a budget that stays keeps
+ * its sessions' total without recounting.  Sessions that the new budgets
+ * match differently are moved one by one with compare-and-swap, counted
+ * in their new budget before the swap (so no new budget starts short of
+ * the sessions it already has) and given back by their old one after.
  *
  * Copyright (c) 2026, conngov developers
  *
@@ -41,6 +45,7 @@
 #include "miscadmin.h"
 #include "storage/lmgr.h"
 #include "utils/builtins.h"
+#include "utils/hsearch.h"
 #include "utils/memutils.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
@@ -253,7 +258,7 @@ cg_read_rows(Relation rel, const AttrNumber *atts, int *nrows)
 			rows = repalloc(rows, sizeof(CgBudget) * cap);
 		}
 		b = &rows[n++];
-		memset(b, 0, offsetof(CgBudget, c));
+		memset(b, 0, sizeof(CgBudget));
 		cg_copy_text(b->name, slot, atts[CG_COL_NAME], TEXTOID);
 		cg_copy_text(b->pattern, slot, atts[CG_COL_PATTERN], TEXTOID);
 		cg_copy_text(b->role_name, slot, atts[CG_COL_ROLE], NAMEOID);
@@ -331,7 +336,7 @@ cg_load_budgets(char *reason)
 	table_close(rel, NoLock);
 
 	n = Min(nrows, cg_max_budgets);
-	if (nrows > n)
+	if (cg_publish_budgets(rows, n, nrows, CG_STATE_LOADED, "") && nrows > n)
 		ereport(WARNING,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
 				 errmsg("conngov loaded %d of %d budgets: conngov.max_budgets is %d",
@@ -339,127 +344,263 @@ cg_load_budgets(char *reason)
 				 errdetail("The last %d budgets in matching order (priority, name) are not enforced.",
 						   nrows - n),
 				 errhint("Raise conngov.max_budgets and restart the server.")));
-	cg_publish_budgets(rows, n, nrows, CG_STATE_LOADED, "");
 	pfree(rows);
 	return CG_LOAD_DONE;
 }
 
-/* Plain copies of a budget's counters, for carrying them over. */
-static void
-cg_read_counters(CgCounters *c, CgCounterValues *v)
+/* A planned move of a session to another counter slot. */
+typedef struct CgMove
 {
-	v->peak = pg_atomic_read_u32(&c->peak);
-	v->admitted = pg_atomic_read_u64(&c->admitted);
-	v->refused = pg_atomic_read_u64(&c->refused);
-	v->would_refuse = pg_atomic_read_u64(&c->would_refuse);
-	v->ended_idle = pg_atomic_read_u64(&c->ended_idle);
-	v->would_end_idle = pg_atomic_read_u64(&c->would_end_idle);
-	v->last_refused_at = pg_atomic_read_u64(&c->last_refused_at);
+	int			session;
+	int			from;
+	int			to;
+} CgMove;
+
+/*
+ * cg_session_target: the slot session s would be charged to under budget
+ * set k (the active one, or the one being built), or CG_NOT_CHARGED when
+ * it is not a counted session.  *from gets what it is charged to now.
+ */
+static int
+cg_session_target(CgSession *s, int k, int *from)
+{
+	int			budget;
+
+	if (s->pid == 0)
+		return CG_NOT_CHARGED;
+	pg_read_barrier();
+	*from = cg_session_charge(s);
+	if (*from == CG_NOT_CHARGED)
+		return CG_NOT_CHARGED;
+	budget = cg_match_indexed(&cg_indexes[k], cg_shared->set[k].prefix_lengths,
+							  s->application_name, s->role_name,
+							  s->database_name);
+	return budget == CG_UNBUDGETED ? CG_UNBUDGETED :
+		cg_budget_sets[k][budget].slot;
 }
 
 /*
- * (Re)initialise counters in shared memory from plain values; total starts
- * at 0 (sessions are re-matched).  Caller holds the lock exclusively, so
- * nobody else touches them.
+ * cg_rematch_sessions: charge every counted session to what the active
+ * budgets match, moving those charged elsewhere (to a budget that is gone,
+ * or one that a new budget now comes before).  Under the shared lock, so
+ * that the set does not change and no exit is half done; a pass over the
+ * session slots with one indexed match each.  Publishers hold
+ * publish_lock, so the active set is theirs to read.
  */
 static void
-cg_init_counters_from(CgCounters *c, const CgCounterValues *v)
+cg_rematch_sessions(void)
 {
-	pg_atomic_init_u32(&c->total, 0);
-	pg_atomic_init_u32(&c->peak, v->peak);
-	pg_atomic_init_u64(&c->admitted, v->admitted);
-	pg_atomic_init_u64(&c->refused, v->refused);
-	pg_atomic_init_u64(&c->would_refuse, v->would_refuse);
-	pg_atomic_init_u64(&c->ended_idle, v->ended_idle);
-	pg_atomic_init_u64(&c->would_end_idle, v->would_end_idle);
-	pg_atomic_init_u64(&c->last_refused_at, v->last_refused_at);
+	int			i;
+
+	LWLockAcquire(cg_shared->lock, LW_SHARED);
+	for (i = 0; i < cg_nsessions; i++)
+	{
+		int			from;
+		int			to = cg_session_target(&cg_sessions[i], cg_shared->active,
+										   &from);
+
+		if (to != CG_NOT_CHARGED && to != from)
+			(void) cg_session_move(&cg_sessions[i], from, to);
+	}
+	LWLockRelease(cg_shared->lock);
+}
+
+/*
+ * cg_assign_slots: give each budget of set k a counter slot: the one of
+ * the active budget with its name (counters go on), else a free one, with
+ * counters at 0.  A slot is free when no budget of the active set has it;
+ * sessions were moved off retired slots by the last publish, and the
+ * barrier in cg_publish_budgets waited out any exit still giving one back.
+ */
+static void
+cg_assign_slots(int k, int nbudgets)
+{
+	int			active = 1 - k;
+	CgBudget   *old = cg_budget_sets[active];
+	CgBudget   *new = cg_budget_sets[k];
+	int			nold = cg_shared->set[active].nbudgets;
+	HTAB	   *names = NULL;
+	HASHCTL		ctl;
+	int			next_free = 0;
+	int			i;
+
+	for (i = 0; i < cg_nslots; i++)
+		cg_slots[i].index[k] = -1;
+
+	if (nold > 0 && nbudgets > 0)
+	{
+		ctl.keysize = NAMEDATALEN;
+		ctl.entrysize = sizeof(CgBudget *) + NAMEDATALEN;
+		ctl.hcxt = CurrentMemoryContext;
+		names = hash_create("conngov budget names", nold, &ctl,
+							HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+		for (i = 0; i < nold; i++)
+		{
+			char	   *e = hash_search(names, old[i].name, HASH_ENTER, NULL);
+
+			*(CgBudget **) (e + NAMEDATALEN) = &old[i];
+		}
+	}
+
+	for (i = 0; i < nbudgets; i++)
+	{
+		CgBudget   *b = &new[i];
+		char	   *e = names ? hash_search(names, b->name, HASH_FIND, NULL) : NULL;
+
+		if (e != NULL)
+			b->slot = (*(CgBudget **) (e + NAMEDATALEN))->slot;
+		else
+		{
+			CgSlot	   *slot;
+
+			while (cg_slots[next_free].index[active] >= 0 ||
+				   cg_slots[next_free].index[k] >= 0)
+				next_free++;	/* 2 x max_budgets slots: always one */
+			b->slot = next_free;
+			slot = &cg_slots[next_free];
+			memcpy(slot->name, b->name, NAMEDATALEN);
+			cg_init_counters(&slot->c);
+		}
+		cg_slots[b->slot].index[k] = i;
+	}
+	if (names)
+		hash_destroy(names);
 }
 
 /*
  * cg_publish_budgets: replace the shared budgets by budgets[0..nbudgets)
  * (their policy part only), in state with reason (why nothing is enforced,
- * "" when loaded).  Counters (peak, admitted, refused ...) follow a budget
- * by name; totals are recomputed by matching every counted session again.
- * Takes the lock exclusively.  Called by the loader, and by the worker
- * when a load failed.
+ * "" when loaded).  Called by the loader, and by the worker when a load
+ * failed; publish_lock keeps publishers one at a time.  Returns false when
+ * nothing changed (a standby re-reads every second).
+ *
+ * The steps, none of them with the lock held exclusively but the flip:
+ * 1. wait out exits still releasing a slot retired by the last publish
+ *    (an empty exclusive acquire), and move sessions a publisher that
+ *    died half-way left on retired slots;
+ * 2. build the inactive set: policies, counter slots by name, the index;
+ * 3. count each session the new set matches differently in its new slot;
+ * 4. flip;
+ * 5. move those sessions, then re-match all once more for logins that
+ *    came between 3 and 4.
  */
-void
+bool
 cg_publish_budgets(CgBudget *budgets, int nbudgets, int nrows,
 				   CgLoadState state, const char *reason)
 {
-	CgCounterValues *carry = NULL;
+	int			k;
+	CgBudgetSet *set;
+	CgMove	   *moves;
+	int			nmoves = 0;
 	int			i;
 	char		detail[128];
 
-	if (nbudgets > 0)
-		carry = palloc0(sizeof(CgCounterValues) * nbudgets);
-
-	LWLockAcquire(cg_shared->lock, LW_EXCLUSIVE);
+	LWLockAcquire(cg_shared->publish_lock, LW_EXCLUSIVE);
 
 	SpinLockAcquire(&cg_shared->mutex);
 	strlcpy(cg_shared->load_reason, reason, CG_REASON_LEN);
 	SpinLockRelease(&cg_shared->mutex);
 
-	/* nothing changed (a standby re-reads every second): keep all as is */
-	if (cg_shared->state == state && cg_shared->nbudgets == nbudgets &&
-		cg_shared->nbudgets_table == nrows)
+	/* nothing changed: keep all as is (the active set is ours to read) */
+	k = cg_shared->active;
+	if (cg_shared->state == state && cg_shared->set[k].nbudgets == nbudgets &&
+		cg_shared->set[k].nrows == nrows)
 	{
 		for (i = 0; i < nbudgets; i++)
-			if (memcmp(&cg_budgets[i], &budgets[i], offsetof(CgBudget, c)) != 0)
+			if (memcmp(&cg_budget_sets[k][i], &budgets[i],
+					   offsetof(CgBudget, slot)) != 0)
 				break;
 		if (i == nbudgets)
 		{
-			LWLockRelease(cg_shared->lock);
-			if (carry)
-				pfree(carry);
-			return;
+			LWLockRelease(cg_shared->publish_lock);
+			return false;
 		}
 	}
 
-	/* counters of a budget already loaded are kept, others start at 0 */
-	for (i = 0; i < nbudgets; i++)
-	{
-		int			j;
+	/* 1 */
+	LWLockAcquire(cg_shared->lock, LW_EXCLUSIVE);
+	LWLockRelease(cg_shared->lock);
+	cg_rematch_sessions();
 
-		for (j = 0; j < cg_shared->nbudgets; j++)
-		{
-			if (strcmp(cg_budgets[j].name, budgets[i].name) == 0)
-			{
-				cg_read_counters(&cg_budgets[j].c, &carry[i]);
-				break;
-			}
-		}
-	}
+	/* 2 */
+	k = 1 - cg_shared->active;
+	set = &cg_shared->set[k];
+	for (i = 0; i < nbudgets; i++)
+		memcpy(&cg_budget_sets[k][i], &budgets[i], offsetof(CgBudget, slot));
+	cg_assign_slots(k, nbudgets);
+	cg_index_build(&cg_indexes[k], nbudgets, &set->prefix_lengths);
+	set->nbudgets = nbudgets;
+	set->nrows = nrows;
+	set->min_timeout_ms = 0;
+	set->budgeted_total = 0;
 	for (i = 0; i < nbudgets; i++)
 	{
-		memcpy(&cg_budgets[i], &budgets[i], offsetof(CgBudget, c));
-		cg_init_counters_from(&cg_budgets[i].c, &carry[i]);
+		int64		t1 = budgets[i].idle_timeout_ms;
+		int64		t2 = budgets[i].idle_in_xact_timeout_ms;
+
+		if (!budgets[i].monitor)
+			set->budgeted_total += budgets[i].max_connections;
+		if (t1 > 0 && (set->min_timeout_ms == 0 || t1 < set->min_timeout_ms))
+			set->min_timeout_ms = t1;
+		if (t2 > 0 && (set->min_timeout_ms == 0 || t2 < set->min_timeout_ms))
+			set->min_timeout_ms = t2;
 	}
+
+	/* 3 */
+	moves = palloc(sizeof(CgMove) * cg_nsessions);
+	LWLockAcquire(cg_shared->lock, LW_SHARED);
+	for (i = 0; i < cg_nsessions; i++)
+	{
+		int			from;
+		int			to = cg_session_target(&cg_sessions[i], k, &from);
+
+		if (to == CG_NOT_CHARGED || to == from)
+			continue;
+		pg_atomic_fetch_add_u32(&cg_slot_counters(to)->total, 1);
+		moves[nmoves].session = i;
+		moves[nmoves].from = from;
+		moves[nmoves].to = to;
+		nmoves++;
+	}
+	LWLockRelease(cg_shared->lock);
+
+	/* 4 */
+	LWLockAcquire(cg_shared->lock, LW_EXCLUSIVE);
+	cg_shared->active = k;
 	cg_shared->nbudgets = nbudgets;
 	cg_shared->nbudgets_table = nrows;
 	cg_shared->state = state;
 	cg_shared->loaded_at = GetCurrentTimestamp();
-	pg_atomic_write_u32(&cg_shared->unbudgeted.total, 0);
-
-	for (i = 0; i < cg_nsessions; i++)
-	{
-		CgSession  *s = &cg_sessions[i];
-		uint32		in_use;
-
-		if (s->pid == 0 || s->budget == CG_NOT_CHARGED)
-			continue;
-		s->budget = cg_match_budget(s->application_name, s->role_name,
-									s->database_name);
-		(void) cg_charge(cg_counters(s->budget), -1, &in_use);
-	}
-
 	LWLockRelease(cg_shared->lock);
-	if (carry)
-		pfree(carry);
+
+	/* 5 */
+	LWLockAcquire(cg_shared->lock, LW_SHARED);
+	for (i = 0; i < nmoves; i++)
+	{
+		CgMove	   *m = &moves[i];
+		uint32		expected = (uint32) m->from;
+
+		/* counted in "to" already: swap, then give back one of the two */
+		if (pg_atomic_compare_exchange_u32(&cg_sessions[m->session].charge,
+										   &expected, (uint32) m->to))
+		{
+			pg_atomic_fetch_sub_u32(&cg_slot_counters(m->from)->total, 1);
+			cg_note_peak(cg_slot_counters(m->to),
+						 pg_atomic_read_u32(&cg_slot_counters(m->to)->total));
+		}
+		else
+			pg_atomic_fetch_sub_u32(&cg_slot_counters(m->to)->total, 1);
+	}
+	LWLockRelease(cg_shared->lock);
+	pfree(moves);
+	cg_rematch_sessions();
+
+	LWLockRelease(cg_shared->publish_lock);
 
 	snprintf(detail, sizeof(detail), "%d budgets loaded", nbudgets);
 	cg_add_event(CG_EVENT_BUDGETS_RELOADED, NULL, MyProcPid, NULL, NULL, NULL,
 				 NULL, detail);
+	return true;
 }
 
 /*

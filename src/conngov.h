@@ -38,6 +38,9 @@
 /* A session slot that is not charged at all. */
 #define CG_NOT_CHARGED		(-2)
 
+/* The budgets readers use; caller holds cg_shared->lock (shared). */
+#define cg_budgets			(cg_budget_sets[cg_shared->active])
+
 /* conngov.mode and conngov.budgets.mode */
 typedef enum CgMode
 {
@@ -94,23 +97,10 @@ typedef struct CgCounters
 	pg_atomic_uint64 last_refused_at;	/* TimestampTz, 0 = never */
 } CgCounters;
 
-/* Counter values carried over a publish (plain copies of CgCounters). */
-typedef struct CgCounterValues
-{
-	uint32		peak;
-	uint64		admitted;
-	uint64		refused;
-	uint64		would_refuse;
-	uint64		ended_idle;
-	uint64		would_end_idle;
-	uint64		last_refused_at;
-} CgCounterValues;
-
 /*
  * One compiled budget: a row of conngov.budgets.  The text fields are
  * limited to NAMEDATALEN - 1 bytes by the table's constraints.  Everything
- * before "c" is the policy; "c" only exists in shared memory (copies made
- * while loading leave it untouched).
+ * before "slot" is the policy; the rest is filled when it is published.
  */
 typedef struct CgBudget
 {
@@ -124,19 +114,67 @@ typedef struct CgBudget
 	int64		idle_timeout_ms;	/* 0 = never */
 	int64		idle_in_xact_timeout_ms;	/* 0 = never */
 	int32		idle_keep;
-	CgCounters	c;
+	/* set when published */
+	int32		slot;			/* its counters: cg_slots[slot] */
+	int32		next;			/* next budget (in matching order) with the
+								 * same index key, or -1 */
+	int32		prefix_len;		/* bytes of the pattern's literal prefix */
 } CgBudget;
 
 /*
+ * A budget's counters and its name, kept across publishes as long as a
+ * budget of that name is loaded.  A session is charged to a slot, so a
+ * publish never has to recount the sessions of budgets that stay.
+ * index[k] is the budget's position in budget set k, or -1.
+ */
+typedef struct CgSlot
+{
+	char		name[NAMEDATALEN];
+	int32		index[2];
+	bool		used;			/* publisher only: assigned to a budget */
+	CgCounters	c;
+} CgSlot;
+
+/*
+ * One of the two budget sets.  Readers use the active one under the shared
+ * lock; the publisher fills the other one with no lock held (nobody reads
+ * it) and makes it active with the lock held exclusively for that flip
+ * only.  The arrays live in shared memory after CgSharedState (see
+ * shmem.c): budgets[max_budgets] in matching order, and the index: an
+ * open-addressing hash table of hash_mask + 1 entries, each the first
+ * budget of a chain of budgets with one key (role, database, literal
+ * prefix of the pattern), or -1.
+ */
+typedef struct CgBudgetSet
+{
+	int			nbudgets;
+	int			nrows;			/* rows in the table (> nbudgets if full) */
+	uint64		prefix_lengths; /* bit L: some key prefix is L bytes long */
+	int64		min_timeout_ms; /* shortest idle timeout, 0 = none */
+	int64		budgeted_total; /* sum of enforce budgets' max_connections */
+} CgBudgetSet;
+
+/* A process-local view of one budget set's arrays (match.c). */
+typedef struct CgIndex
+{
+	CgBudget   *budgets;
+	int32	   *hash;
+	uint32		hash_mask;
+} CgIndex;
+
+/*
  * One slot per client backend, indexed by its PGPROC number: the identity a
- * session logged in with and the budget it is charged to.  The owner fills
- * the identity before setting pid (with a write barrier), and clears pid
- * first at exit, so readers under the shared lock see whole slots.
+ * session logged in with and the counter slot it is charged to.  The owner
+ * fills the identity before setting pid (with a write barrier), and clears
+ * pid first at exit, so readers under the shared lock see whole slots.
+ * "charge" (a CgSlot index, CG_UNBUDGETED or CG_NOT_CHARGED) changes only
+ * by compare-and-swap: the owner takes it at exit, a publisher moves it to
+ * another slot (cg_session_move).
  */
 typedef struct CgSession
 {
 	int			pid;			/* 0 = free */
-	int			budget;			/* index, CG_UNBUDGETED or CG_NOT_CHARGED */
+	pg_atomic_uint32 charge;	/* see cg_session_charge() */
 	bool		exempt;
 	TimestampTz idle_noted_since;	/* worker: idle period already handled */
 	bool		idle_noted_ended;	/* ... by ending it (else: recorded) */
@@ -162,9 +200,12 @@ typedef struct CgEvent
 /*
  * The shared state.  Lock rules:
  *
- * - lock (LWLock, tranche "conngov"): EXCLUSIVE to publish budgets (state,
- *   nbudgets, budgets[] contents, re-matching sessions[]); SHARED to read
- *   budgets or to charge/release a session, whose counters are atomics.
+ * - lock (LWLock, tranche "conngov"): EXCLUSIVE only to flip the active
+ *   budget set (active, state, nbudgets, nbudgets_table, loaded_at), a
+ *   copy of a few words; SHARED to read the active set or to charge,
+ *   release or move a session, whose counters are atomics.
+ * - publish_lock (LWLock, same tranche): EXCLUSIVE while a publisher fills
+ *   the inactive set and re-matches sessions; never taken by a login.
  * - events_lock (LWLock, same tranche): the events ring and event_next;
  *   EXCLUSIVE to append, SHARED to read.
  * - mutex (spinlock): worker_latch, worker_pid, loader_result and
@@ -176,13 +217,16 @@ typedef struct CgSharedState
 {
 	LWLock	   *lock;
 	LWLock	   *events_lock;
+	LWLock	   *publish_lock;
 	slock_t		mutex;
 
 	/* budgets, under lock (load_reason under mutex) */
 	CgLoadState state;
 	char		load_reason[CG_REASON_LEN];	/* why not LOADED, "" if known */
-	int			nbudgets;
-	int			nbudgets_table; /* rows in the table (> nbudgets if full) */
+	int			active;			/* the budget set readers use: 0 or 1 */
+	CgBudgetSet set[2];
+	int			nbudgets;		/* = set[active].nbudgets */
+	int			nbudgets_table; /* = set[active].nrows */
 	TimestampTz loaded_at;
 	TimestampTz stats_reset;
 
@@ -243,14 +287,22 @@ extern const char *cg_exempt_list;
 
 /*---- shmem.c ----*/
 extern CgSharedState *cg_shared;
-extern CgBudget *cg_budgets;
+extern CgBudget *cg_budget_sets[2];
+extern CgIndex cg_indexes[2];
+extern CgSlot *cg_slots;
+extern int	cg_nslots;
 extern CgSession *cg_sessions;
 extern CgEvent *cg_events;
 extern int	cg_nsessions;
 extern void cg_shmem_init_hooks(void);
 extern void cg_require_shared_state(void);
+extern void cg_init_counters(CgCounters *c);
 extern CgCounters *cg_counters(int budget);
+extern CgCounters *cg_slot_counters(int slot);
+extern int	cg_session_charge(const CgSession *s);
+extern bool cg_session_move(CgSession *s, int from, int to);
 extern bool cg_charge(CgCounters *c, int64 limit, uint32 *in_use);
+extern void cg_note_peak(CgCounters *c, uint32 total);
 extern int	cg_copy_usage(CgUsageRow **rows, CgLoadState *state);
 extern void cg_add_event(CgEventKind kind, const char *budget, int pid,
 						 const char *role_name, const char *database_name,
@@ -260,12 +312,20 @@ extern void cg_wake_worker(void);
 
 /*---- match.c ----*/
 extern bool cg_like_match(const char *text, const char *pattern);
+extern int	cg_pattern_prefix(const char *pattern, char *prefix);
+extern void cg_index_build(CgIndex *ix, int nbudgets, uint64 *prefix_lengths);
+extern int	cg_match_indexed(const CgIndex *ix, uint64 prefix_lengths,
+							 const char *application_name,
+							 const char *role_name, const char *database_name);
+extern int	cg_match_linear(const CgBudget *budgets, int nbudgets,
+							const char *application_name,
+							const char *role_name, const char *database_name);
 extern int	cg_match_budget(const char *application_name, const char *role_name,
 							const char *database_name);
 
 /*---- budgets.c ----*/
 extern CgLoadResult cg_load_budgets(char *reason);
-extern void cg_publish_budgets(CgBudget *budgets, int nbudgets, int nrows,
+extern bool cg_publish_budgets(CgBudget *budgets, int nbudgets, int nrows,
 							   CgLoadState state, const char *reason);
 extern int64 cg_interval_to_ms(const Interval *iv);
 extern const char *cg_status(uint32 total, int32 max_connections);

@@ -205,19 +205,18 @@ conngov_sessions(PG_FUNCTION_ARGS)
 	{
 		const CgSession *s = &cg_sessions[i];
 		int			pid = s->pid;
-		int			budget;
+		int			charge;
 
 		pg_read_barrier();
-		/* read once: an exiting owner clears it under the shared lock too */
-		budget = *((volatile int *) &s->budget);
-		if (pid == 0 || budget == CG_NOT_CHARGED || budget >= cg_shared->nbudgets)
+		charge = cg_session_charge(s);
+		if (pid == 0 || charge == CG_NOT_CHARGED)
 			continue;
 		rows[n].pid = pid;
 		rows[n].s = *s;
 		rows[n].be = NULL;
 		strlcpy(rows[n].budget,
-				budget == CG_UNBUDGETED ? CG_UNBUDGETED_NAME :
-				cg_budgets[budget].name, NAMEDATALEN);
+				charge == CG_UNBUDGETED ? CG_UNBUDGETED_NAME :
+				cg_slots[charge].name, NAMEDATALEN);
 		n++;
 	}
 	LWLockRelease(cg_shared->lock);

@@ -4,7 +4,7 @@
  *		Idle endings: one sweep over the counted sessions, ending those
  *		past their budget's idle timeouts.
  *
- * A sweep copies the policies and the candidate sessions under the shared
+ * A sweep copies the candidate sessions and their policies under the shared
  * lock, joins them with a fresh copy of the backend status array (state
  * and state start), then per budget spares the idle_keep most recently
  * active idle sessions and ends the others past their deadline (or records
@@ -43,8 +43,10 @@
 typedef struct CgCandidate
 {
 	int			pid;
-	int			slot;
-	int			budget;
+	int			slot;			/* its CgSession */
+	int			charge;			/* the counter slot it is charged to */
+	int			budget;			/* its budget's index when collected */
+	int			pol;			/* its budget's policy: sw->pol[pol] */
 	bool		seen;			/* found in the backend status array */
 	bool		in_xact;		/* idle in transaction (or aborted) */
 	TimestampTz since;			/* state start */
@@ -106,11 +108,11 @@ cg_end_session(const CgCandidate *c, const CgPolicy *p, bool act,
 	s->idle_noted_since = c->since;
 	s->idle_noted_ended = act;
 
+	/* the slot may have gone to another budget since: check its name */
 	LWLockAcquire(cg_shared->lock, LW_SHARED);
-	if (c->budget < cg_shared->nbudgets &&
-		strcmp(cg_budgets[c->budget].name, p->name) == 0)
-		pg_atomic_fetch_add_u64(act ? &cg_budgets[c->budget].c.ended_idle :
-								&cg_budgets[c->budget].c.would_end_idle, 1);
+	if (strcmp(cg_slots[c->charge].name, p->name) == 0)
+		pg_atomic_fetch_add_u64(act ? &cg_slots[c->charge].c.ended_idle :
+								&cg_slots[c->charge].c.would_end_idle, 1);
 	LWLockRelease(cg_shared->lock);
 
 	ereport(LOG,
@@ -158,8 +160,7 @@ typedef struct CgSweep
 	TimestampTz next;			/* when the next session can be due, 0 never */
 	bool		dry_run;
 	Oid			as_role;		/* InvalidOid: no permission check */
-	CgPolicy   *pol;			/* the budgets' policies, nb of them */
-	int			nb;
+	CgPolicy   *pol;			/* one per candidate (cand[i].pol) */
 	CgCandidate *cand;			/* counted sessions with a timeout */
 	int			ncand;
 	CgSweepResult *results;
@@ -174,62 +175,61 @@ cg_sweep_wake_by(CgSweep *sw, TimestampTz at)
 }
 
 /*
- * cg_sweep_collect: copy the policies and the counted, governable sessions
- * under the shared lock.  Anything going idle from now on is due no sooner
- * than now plus the smallest timeout.
+ * cg_sweep_collect: copy the counted, governable sessions and their
+ * budgets' policies under the shared lock: work in the number of sessions,
+ * not of budgets.  Anything going idle from now on is due no sooner than
+ * now plus the smallest timeout of all budgets (computed at publish).
  */
 static void
 cg_sweep_collect(CgSweep *sw)
 {
-	int64		min_timeout_ms = 0;
+	int64		min_timeout_ms;
 	int			i;
 
-	sw->pol = palloc(sizeof(CgPolicy) * Max(cg_max_budgets, 1));
+	sw->pol = palloc(sizeof(CgPolicy) * cg_nsessions);
 	sw->cand = palloc(sizeof(CgCandidate) * cg_nsessions);
 
 	LWLockAcquire(cg_shared->lock, LW_SHARED);
-	sw->nb = cg_shared->nbudgets;
-	for (i = 0; i < sw->nb; i++)
+	min_timeout_ms = cg_shared->set[cg_shared->active].min_timeout_ms;
+	for (i = 0; i < cg_nsessions; i++)
 	{
-		const CgBudget *b = &cg_budgets[i];
-		CgPolicy   *p = &sw->pol[i];
+		const CgSession *s = &cg_sessions[i];
+		int			pid = s->pid;
+		int			charge;
+		int			budget;
+		const CgBudget *b;
+		CgPolicy   *p;
+		CgCandidate *c;
 
+		pg_read_barrier();
+		charge = cg_session_charge(s);
+		if (pid == 0 || charge < 0 || s->exempt)
+			continue;
+		/* -1: a budget just removed; the publisher moves it on */
+		budget = cg_slots[charge].index[cg_shared->active];
+		if (budget < 0)
+			continue;
+		b = &cg_budgets[budget];
+		if (b->idle_timeout_ms == 0 && b->idle_in_xact_timeout_ms == 0)
+			continue;
+		p = &sw->pol[sw->ncand];
 		strlcpy(p->name, b->name, NAMEDATALEN);
 		p->monitor = b->monitor;
 		p->idle_timeout_ms = b->idle_timeout_ms;
 		p->idle_in_xact_timeout_ms = b->idle_in_xact_timeout_ms;
 		p->idle_keep = b->idle_keep;
-		if (b->idle_timeout_ms > 0 &&
-			(min_timeout_ms == 0 || b->idle_timeout_ms < min_timeout_ms))
-			min_timeout_ms = b->idle_timeout_ms;
-		if (b->idle_in_xact_timeout_ms > 0 &&
-			(min_timeout_ms == 0 || b->idle_in_xact_timeout_ms < min_timeout_ms))
-			min_timeout_ms = b->idle_in_xact_timeout_ms;
-	}
-	for (i = 0; i < cg_nsessions; i++)
-	{
-		const CgSession *s = &cg_sessions[i];
-		int			pid = s->pid;
-		int			budget;
-		CgCandidate *c;
-
-		pg_read_barrier();
-		/* read once: an exiting owner clears it under the shared lock too */
-		budget = *((volatile int *) &s->budget);
-		if (pid == 0 || budget < 0 || budget >= sw->nb || s->exempt)
-			continue;
-		if (sw->pol[budget].idle_timeout_ms == 0 &&
-			sw->pol[budget].idle_in_xact_timeout_ms == 0)
-			continue;
-		c = &sw->cand[sw->ncand++];
+		c = &sw->cand[sw->ncand];
 		c->pid = pid;
 		c->slot = i;
+		c->charge = charge;
 		c->budget = budget;
+		c->pol = sw->ncand;
 		c->seen = false;
 		c->in_xact = false;
 		c->since = 0;
 		c->noted = s->idle_noted_since;
 		c->noted_ended = s->idle_noted_ended;
+		sw->ncand++;
 	}
 	LWLockRelease(cg_shared->lock);
 
@@ -331,7 +331,7 @@ cg_sweep_decide(CgSweep *sw)
 	for (i = 0; i < sw->ncand; i++)
 	{
 		const CgCandidate *c = &sw->cand[i];
-		const CgPolicy *p = &sw->pol[c->budget];
+		const CgPolicy *p = &sw->pol[c->pol];
 		int64		timeout_ms;
 		TimestampTz deadline;
 

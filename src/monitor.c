@@ -73,7 +73,6 @@ cg_headroom(CgHeadroom *h)
 {
 	int			nfree = cg_free_procs();
 	int			nreserved;
-	int			i;
 
 	h->max_connections = MaxConnections;
 	h->superuser_reserved = CG_SUPERUSER_RESERVED();
@@ -85,11 +84,8 @@ cg_headroom(CgHeadroom *h)
 	h->reserved_free = Min(nfree, nreserved);
 	h->reserved_in_use = nreserved - h->reserved_free;
 
-	h->budgeted_total = 0;
 	LWLockAcquire(cg_shared->lock, LW_SHARED);
-	for (i = 0; i < cg_shared->nbudgets; i++)
-		if (!cg_budgets[i].monitor)
-			h->budgeted_total += cg_budgets[i].max_connections;
+	h->budgeted_total = cg_shared->set[cg_shared->active].budgeted_total;
 	LWLockRelease(cg_shared->lock);
 	h->oversubscribed = h->budgeted_total > h->normal_slots;
 	h->status = cg_status((uint32) h->normal_in_use, h->normal_slots);
@@ -190,6 +186,14 @@ conngov_health(PG_FUNCTION_ARGS)
 		};
 		bool		ok = (state == CG_STATE_LOADED || state == CG_STATE_NO_TABLE);
 		char		reason[CG_REASON_LEN];
+		int			not_enforced;
+
+		LWLockAcquire(cg_shared->lock, LW_SHARED);
+		not_enforced = cg_shared->nbudgets_table - cg_shared->nbudgets;
+		LWLockRelease(cg_shared->lock);
+		/* rows beyond conngov.max_budgets are not enforced (degraded) */
+		if (not_enforced > 0)
+			ok = false;
 
 		SpinLockAcquire(&cg_shared->mutex);
 		strlcpy(reason, cg_shared->load_reason, sizeof(reason));
@@ -199,6 +203,9 @@ conngov_health(PG_FUNCTION_ARGS)
 						 ok ? "ok" : "warning",
 						 state == CG_STATE_UNLOADED ? "false" : "true", n,
 						 state_names[state]);
+		if (not_enforced > 0)
+			appendStringInfo(&buf, ", \"not_enforced\": %d, \"max_budgets\": %d",
+							 not_enforced, cg_max_budgets);
 		if (reason[0] != '\0')
 		{
 			appendStringInfoString(&buf, ", \"reason\": ");
@@ -258,10 +265,12 @@ conngov_stats(PG_FUNCTION_ARGS)
 	rows = palloc(sizeof(*rows) * Max(cg_max_budgets, 1));
 	LWLockAcquire(cg_shared->lock, LW_SHARED);
 	n = cg_shared->nbudgets;
+	SpinLockAcquire(&cg_shared->mutex);
 	reset = cg_shared->stats_reset;
+	SpinLockRelease(&cg_shared->mutex);
 	for (i = 0; i < n; i++)
 	{
-		CgCounters *c = &cg_budgets[i].c;
+		CgCounters *c = cg_counters(i);
 
 		memcpy(rows[i].name, cg_budgets[i].name, NAMEDATALEN);
 		rows[i].v[0] = pg_atomic_read_u64(&c->admitted);
@@ -308,10 +317,11 @@ conngov_reset_stats(PG_FUNCTION_ARGS)
 
 	cg_require_shared_state();
 
-	LWLockAcquire(cg_shared->lock, LW_EXCLUSIVE);
+	/* atomics: shared is enough, and logins never wait for a reset */
+	LWLockAcquire(cg_shared->lock, LW_SHARED);
 	for (i = -1; i < cg_shared->nbudgets; i++)
 	{
-		CgCounters *c = (i < 0) ? &cg_shared->unbudgeted : &cg_budgets[i].c;
+		CgCounters *c = cg_counters(i < 0 ? CG_UNBUDGETED : i);
 
 		pg_atomic_write_u32(&c->peak, pg_atomic_read_u32(&c->total));
 		pg_atomic_write_u64(&c->admitted, 0);
@@ -321,7 +331,9 @@ conngov_reset_stats(PG_FUNCTION_ARGS)
 		pg_atomic_write_u64(&c->would_end_idle, 0);
 		pg_atomic_write_u64(&c->last_refused_at, 0);
 	}
+	SpinLockAcquire(&cg_shared->mutex);
 	cg_shared->stats_reset = GetCurrentTimestamp();
+	SpinLockRelease(&cg_shared->mutex);
 	LWLockRelease(cg_shared->lock);
 
 	PG_RETURN_VOID();

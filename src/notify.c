@@ -90,19 +90,31 @@ static void
 cg_warn_oversubscribed(void)
 {
 	int64		sum;
+	int64		rows;
 	bool		isnull;
 	int			slots = cg_normal_slots();
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	if (SPI_execute("SELECT pg_catalog.sum(max_connections)::pg_catalog.int8"
-					" FROM conngov.budgets WHERE mode OPERATOR(pg_catalog.=) 'enforce'",
+	if (SPI_execute("SELECT pg_catalog.sum(max_connections)"
+					" FILTER (WHERE mode OPERATOR(pg_catalog.=) 'enforce')::pg_catalog.int8,"
+					" pg_catalog.count(*)"
+					" FROM conngov.budgets",
 					false, 1) != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "could not sum conngov.budgets");
+	rows = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+									   SPI_tuptable->tupdesc, 2, &isnull));
 	sum = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
 									  SPI_tuptable->tupdesc, 1, &isnull));
 	SPI_finish();
 
+	if (rows > cg_max_budgets)
+		ereport(WARNING,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("conngov.budgets has " INT64_FORMAT " rows, more than conngov.max_budgets (%d): " INT64_FORMAT " of them will not be enforced",
+						rows, cg_max_budgets, rows - cg_max_budgets),
+				 errdetail("The budgets last in matching order (priority, name) are left out."),
+				 errhint("Raise conngov.max_budgets and restart the server, or remove budgets.")));
 	if (!isnull && sum > slots)
 		ereport(WARNING,
 				(errcode(ERRCODE_WARNING),

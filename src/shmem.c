@@ -3,9 +3,12 @@
  * shmem.c
  *		conngov's shared state: its size, creation, counters and events.
  *
- * One segment holds, in order: CgSharedState, conngov.max_budgets budgets,
- * one CgSession per backend (indexed by PGPROC number) and the events ring
- * of conngov.event_capacity entries.  The lock rules are in conngov.h.
+ * One segment holds, in order: CgSharedState; two budget sets of
+ * conngov.max_budgets budgets each, and their two hash tables; the counter
+ * slots (twice max_budgets: the budgets of the active set, and those a
+ * publish retires while it builds the other set); one CgSession per backend
+ * (indexed by PGPROC number); and the events ring of conngov.event_capacity
+ * entries.  The lock rules are in conngov.h.
  *
  * Copyright (c) 2026, conngov developers
  *
@@ -17,6 +20,7 @@
 #include "postgres.h"
 
 #include "miscadmin.h"
+#include "port/pg_bitutils.h"
 #include "storage/ipc.h"
 #include "storage/shmem.h"
 #include "utils/timestamp.h"
@@ -25,7 +29,10 @@
 #include "conngov.h"
 
 CgSharedState *cg_shared = NULL;
-CgBudget   *cg_budgets = NULL;
+CgBudget   *cg_budget_sets[2] = {NULL, NULL};
+CgIndex		cg_indexes[2];
+CgSlot	   *cg_slots = NULL;
+int			cg_nslots = 0;
 CgSession  *cg_sessions = NULL;
 CgEvent    *cg_events = NULL;
 int			cg_nsessions = 0;
@@ -38,13 +45,24 @@ static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
  * by the time shmem_request_hook runs; client backends' PGPROC numbers are
  * all below it.
  */
+/* Entries of each budget set's hash table: a power of 2, >= 2 x budgets. */
+static uint32
+cg_hash_size(void)
+{
+	return pg_nextpower2_32(Max(2 * cg_max_budgets, 16));
+}
+
 static Size
 cg_shmem_size(void)
 {
 	Size		size;
 
 	size = MAXALIGN(sizeof(CgSharedState));
-	size = add_size(size, MAXALIGN(mul_size(cg_max_budgets, sizeof(CgBudget))));
+	size = add_size(size, mul_size(2, MAXALIGN(mul_size(cg_max_budgets,
+														 sizeof(CgBudget)))));
+	size = add_size(size, mul_size(2, MAXALIGN(mul_size(cg_hash_size(),
+														 sizeof(int32)))));
+	size = add_size(size, MAXALIGN(mul_size(2 * cg_max_budgets, sizeof(CgSlot))));
 	size = add_size(size, MAXALIGN(mul_size(MaxBackends, sizeof(CgSession))));
 	size = add_size(size, mul_size(cg_event_capacity, sizeof(CgEvent)));
 	return size;
@@ -57,10 +75,11 @@ cg_shmem_request(void)
 		prev_shmem_request_hook();
 
 	RequestAddinShmemSpace(cg_shmem_size());
-	RequestNamedLWLockTranche(CG_TRANCHE_NAME, 2);
+	RequestNamedLWLockTranche(CG_TRANCHE_NAME, 3);
 }
 
-static void
+/* Counters at 0, in a new segment or a slot nobody is charged to. */
+void
 cg_init_counters(CgCounters *c)
 {
 	pg_atomic_init_u32(&c->total, 0);
@@ -84,6 +103,7 @@ cg_shmem_startup(void)
 {
 	bool		found;
 	char	   *base;
+	int			k;
 
 	if (prev_shmem_startup_hook)
 		prev_shmem_startup_hook();
@@ -93,8 +113,21 @@ cg_shmem_startup(void)
 	base = ShmemInitStruct("conngov", cg_shmem_size(), &found);
 	cg_shared = (CgSharedState *) base;
 	base += MAXALIGN(sizeof(CgSharedState));
-	cg_budgets = (CgBudget *) base;
-	base += MAXALIGN(mul_size(cg_max_budgets, sizeof(CgBudget)));
+	for (k = 0; k < 2; k++)
+	{
+		cg_budget_sets[k] = (CgBudget *) base;
+		base += MAXALIGN(mul_size(cg_max_budgets, sizeof(CgBudget)));
+	}
+	for (k = 0; k < 2; k++)
+	{
+		cg_indexes[k].budgets = cg_budget_sets[k];
+		cg_indexes[k].hash = (int32 *) base;
+		cg_indexes[k].hash_mask = cg_hash_size() - 1;
+		base += MAXALIGN(mul_size(cg_hash_size(), sizeof(int32)));
+	}
+	cg_slots = (CgSlot *) base;
+	cg_nslots = 2 * cg_max_budgets;
+	base += MAXALIGN(mul_size(cg_nslots, sizeof(CgSlot)));
 	cg_sessions = (CgSession *) base;
 	base += MAXALIGN(mul_size(MaxBackends, sizeof(CgSession)));
 	cg_events = (CgEvent *) base;
@@ -108,6 +141,7 @@ cg_shmem_startup(void)
 		memset(cg_shared, 0, cg_shmem_size());
 		cg_shared->lock = &locks[0].lock;
 		cg_shared->events_lock = &locks[1].lock;
+		cg_shared->publish_lock = &locks[2].lock;
 		SpinLockInit(&cg_shared->mutex);
 		cg_shared->state = CG_STATE_UNLOADED;
 		cg_shared->stats_reset = GetCurrentTimestamp();
@@ -115,10 +149,18 @@ cg_shmem_startup(void)
 		pg_atomic_init_u32(&cg_shared->reload_done, 0);
 		ConditionVariableInit(&cg_shared->reload_cv);
 		cg_init_counters(&cg_shared->unbudgeted);
-		for (i = 0; i < cg_max_budgets; i++)
-			cg_init_counters(&cg_budgets[i].c);
+		for (k = 0; k < 2; k++)
+		{
+			for (i = 0; i <= (int) cg_indexes[k].hash_mask; i++)
+				cg_indexes[k].hash[i] = -1;
+		}
+		for (i = 0; i < cg_nslots; i++)
+		{
+			cg_slots[i].index[0] = cg_slots[i].index[1] = -1;
+			cg_init_counters(&cg_slots[i].c);
+		}
 		for (i = 0; i < cg_nsessions; i++)
-			cg_sessions[i].budget = CG_NOT_CHARGED;
+			pg_atomic_init_u32(&cg_sessions[i].charge, (uint32) CG_NOT_CHARGED);
 	}
 
 	LWLockRelease(AddinShmemInitLock);
@@ -148,9 +190,9 @@ cg_require_shared_state(void)
 }
 
 /*
- * cg_counters: the counters a session charged to "budget" bumps.  Caller
- * holds the lock (shared is enough) so that the index means the published
- * budgets.
+ * cg_counters: the counters a session charged to "budget" (an index in the
+ * active set, or CG_UNBUDGETED) bumps.  Caller holds the lock (shared is
+ * enough) so that the index means the published budgets.
  */
 CgCounters *
 cg_counters(int budget)
@@ -158,7 +200,49 @@ cg_counters(int budget)
 	Assert(budget != CG_NOT_CHARGED);
 	if (budget == CG_UNBUDGETED)
 		return &cg_shared->unbudgeted;
-	return &cg_budgets[budget].c;
+	return &cg_slots[cg_budgets[budget].slot].c;
+}
+
+/* The counters of a counter slot, or the unbudgeted ones. */
+CgCounters *
+cg_slot_counters(int slot)
+{
+	Assert(slot != CG_NOT_CHARGED);
+	if (slot == CG_UNBUDGETED)
+		return &cg_shared->unbudgeted;
+	return &cg_slots[slot].c;
+}
+
+/* What a session is charged to: a slot, CG_UNBUDGETED or CG_NOT_CHARGED. */
+int
+cg_session_charge(const CgSession *s)
+{
+	return (int32) pg_atomic_read_u32(unconstify(pg_atomic_uint32 *, &s->charge));
+}
+
+/*
+ * cg_session_move: charge session s to slot "to" instead of "from", unless
+ * it changed meanwhile (its owner released it at exit).  The new charge is
+ * counted before the old one is given back, so a total is never short,
+ * only briefly one too high.  Returns whether it moved.  Caller holds the
+ * lock, shared, so that an exiting owner's release is not half done.
+ */
+bool
+cg_session_move(CgSession *s, int from, int to)
+{
+	uint32		expected = (uint32) from;
+	CgCounters *dst = cg_slot_counters(to);
+	uint32		total;
+
+	total = pg_atomic_add_fetch_u32(&dst->total, 1);
+	if (!pg_atomic_compare_exchange_u32(&s->charge, &expected, (uint32) to))
+	{
+		pg_atomic_fetch_sub_u32(&dst->total, 1);
+		return false;
+	}
+	pg_atomic_fetch_sub_u32(&cg_slot_counters(from)->total, 1);
+	cg_note_peak(dst, total);
+	return true;
 }
 
 /*
@@ -172,7 +256,6 @@ bool
 cg_charge(CgCounters *c, int64 limit, uint32 *in_use)
 {
 	uint32		cur = pg_atomic_read_u32(&c->total);
-	uint32		peak;
 
 	for (;;)
 	{
@@ -185,14 +268,19 @@ cg_charge(CgCounters *c, int64 limit, uint32 *in_use)
 			break;
 	}
 	*in_use = ++cur;
-
-	peak = pg_atomic_read_u32(&c->peak);
-	while (cur > peak)
-	{
-		if (pg_atomic_compare_exchange_u32(&c->peak, &peak, cur))
-			break;
-	}
+	cg_note_peak(c, cur);
 	return true;
+}
+
+/* Raise the peak to total if it is higher. */
+void
+cg_note_peak(CgCounters *c, uint32 total)
+{
+	uint32		peak = pg_atomic_read_u32(&c->peak);
+
+	while (total > peak &&
+		   !pg_atomic_compare_exchange_u32(&c->peak, &peak, total))
+		;
 }
 
 /*
@@ -215,11 +303,13 @@ cg_copy_usage(CgUsageRow **rows, CgLoadState *state)
 	{
 		CgBudget   *b = &cg_budgets[i];
 
+		CgCounters *c = &cg_slots[b->slot].c;
+
 		memcpy(r[i].name, b->name, NAMEDATALEN);
 		r[i].monitor = b->monitor;
 		r[i].max_connections = b->max_connections;
-		r[i].total = pg_atomic_read_u32(&b->c.total);
-		r[i].peak = pg_atomic_read_u32(&b->c.peak);
+		r[i].total = pg_atomic_read_u32(&c->total);
+		r[i].peak = pg_atomic_read_u32(&c->peak);
 	}
 	LWLockRelease(cg_shared->lock);
 
