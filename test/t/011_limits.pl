@@ -30,6 +30,31 @@ is( $node->safe_psql(
 	'(unbudgeted),a_first,b_second',
 	'the two first budgets are loaded');
 
+# the INSERT that goes past max_budgets warns at once, health() is
+# degraded and says how many rows are not enforced, and a reload that
+# changes nothing does not log the WARNING again
+my ($ret, $out, $err) = $node->psql('postgres',
+	"INSERT INTO conngov.budgets (name, application_pattern, max_connections)"
+	  . " VALUES ('d_fourth', 'd%', 1)");
+like(
+	$err,
+	qr/WARNING:  conngov.budgets has 4 rows, more than conngov.max_budgets \(2\): 2 of them will not be enforced/,
+	'INSERT past max_budgets warns');
+$node->safe_psql('postgres', 'SELECT conngov.reload()');
+is( $node->safe_psql(
+		'postgres', q{
+	SELECT c->>'status', c->>'not_enforced', c->>'max_budgets', h->>'status'
+	  FROM conngov.health() AS h, jsonb_array_elements(h->'checks') AS c
+	 WHERE c->>'name' = 'budgets'}),
+	'warning|2|2|degraded',
+	'health() is degraded and counts the rows not enforced');
+my $warnings = () =
+  slurp_file($node->logfile) =~ /conngov loaded 2 of \d budgets/g;
+$node->safe_psql('postgres', 'SELECT conngov.reload()');
+$node->safe_psql('postgres', 'SELECT 1');
+is( scalar(() = slurp_file($node->logfile) =~ /conngov loaded 2 of \d budgets/g),
+	$warnings, 'an unchanged reload does not log the WARNING again');
+
 # odd application names at login: quotes, backslashes, %, _, 63+ bytes,
 # non-ASCII (PostgreSQL 15 turns each non-ASCII byte into "?")
 cg_budgets(
@@ -62,7 +87,7 @@ is( $node->safe_psql(
 cg_budgets($node, "('nobody', '%', NULL, 0)");
 is($node->safe_psql('postgres', 'SELECT 1'), '1',
 	'a superuser logs in over a budget of 0 matching %');
-my ($ret, $out, $err) = $node->psql('postgres', 'SELECT 1',
+($ret, $out, $err) = $node->psql('postgres', 'SELECT 1',
 	extra_params => [ '-U', 'regress_app' ]);
 like($err, qr/connection budget "nobody" exhausted/,
 	'a plain role is refused');
