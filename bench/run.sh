@@ -30,6 +30,7 @@
 #  5. storm: 200 clients at once against a budget of 50, 10 rounds
 set -euo pipefail
 export LC_ALL=C
+. "$(cd "$(dirname "$0")" && pwd)/lib.sh"
 
 mode=full
 pairs=5
@@ -89,9 +90,6 @@ HZ=$(getconf CLK_TCK)
 LOGIN_CPU_ROWS=()
 T0=$SECONDS
 
-say() { printf 'bench [%3ds] %s\n' "$((SECONDS - T0))" "$*" >&2; }
-die() { echo "bench: $*" >&2; exit 1; }
-
 case "$out" in "" | /*) ;; *) out=$PWD/$out ;; esac
 work=$(mktemp -d "${TMPDIR:-/tmp}/conngov-bench.XXXXXX")
 # run from the work dir: the caller's directory may vanish (a build copy)
@@ -111,48 +109,6 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-
-# q DIR SQL...: as the superuser, unaligned, no headers
-q() {
-	local dir=$1
-	shift
-	psql -X -q -At -v ON_ERROR_STOP=1 -h "$dir" -p "$PORT" -U postgres -d postgres "$@"
-}
-
-# numbers ---------------------------------------------------------------
-# stats V...: "median min max"
-stats() {
-	printf '%s\n' "$@" | sort -g | awk '{ a[NR] = $1 }
-		END { m = (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2
-			  printf "%s %s %s\n", m, a[1], a[NR] }'
-}
-# ratios "A..." "B...": the pairwise ratios B/A
-ratios() {
-	local -a a=($1) b=($2)
-	local i
-	for i in "${!a[@]}"; do awk -v x="${a[$i]}" -v y="${b[$i]}" 'BEGIN { printf "%.6f\n", y / x }'; done
-}
-last() { echo "${@: -1}"; }
-fmt() { awk -v v="$1" -v f="$2" 'BEGIN { printf f, v }'; }
-# ge X Y: X >= Y; lt X Y: X < Y
-ge() { awk -v x="$1" -v y="$2" 'BEGIN { exit !(x >= y) }'; }
-lt() { awk -v x="$1" -v y="$2" 'BEGIN { exit !(x < y) }'; }
-
-# table ------------------------------------------------------------------
-rows=()
-# row "#" "what" "A" "B" "B/A" "target" "result"
-row() { rows+=("$(printf '%s\t' "$@")"); }
-verdict() { # verdict OK?: PASS/MISS in full mode, "ok"/"(miss)" in smoke
-	if [ "$1" = 1 ]; then
-		[ "$mode" = full ] && echo PASS || echo "pass (smoke)"
-	else
-		[ "$mode" = full ] && echo MISS || echo "miss (smoke)"
-	fi
-}
-ratio_cell() { # "median min max" -> "0.991 [0.975 .. 1.010]"
-	local -a s=($1)
-	printf '%s [%s .. %s]' "$(fmt "${s[0]}" "$2")" "$(fmt "${s[1]}" "$2")" "$(fmt "${s[2]}" "$2")"
-}
 
 # ---------------------------------------------------------------- clusters
 say "clusters in $work ($mode run, $pairs pair(s))"
@@ -223,33 +179,7 @@ echo "SELECT conngov.health();" >"$S/health.sql"
 printf 'SELECT pg_sleep(:client_id * %s);\n\\sleep 600 s\n' \
 	"$(awk -v ms="$IDLE_SPREAD_MS" 'BEGIN { printf "%.3f", ms / 1000 }')" >"$S/idle.sql"
 
-# tps OUTPUT: pgbench's tps line (with -C: connections/s)
-tps() {
-	local v
-	v=$(awk '/^tps = / { print $3; exit }' <<<"$1")
-	[ -n "$v" ] || { echo "$1" >&2; die "pgbench gave no tps"; }
-	echo "$v"
-}
-
 # ======================================================= 1. login cost
-# backend_cpu DIR: CPU ticks of the cluster's exited children (backends),
-# from the postmaster's cutime + cstime
-backend_cpu() {
-	sed 's/.*) //' "/proc/$(head -n 1 "$1/data/postmaster.pid")/stat" | awk '{ print $14 + $15 }'
-}
-# login DIR: "connections/s cpu_us_per_login" of pgbench -C, 4 clients, role
-# bench; CPU is what the server's backends used, per connection
-login() {
-	local c0 c1 o n
-	c0=$(backend_cpu "$1")
-	o=$(PGAPPNAME=bench-login pgbench -n -C -c 4 -j 4 $LOGIN_DUR -f "$S/select1.sql" \
-		-h "$1" -p "$PORT" -U bench postgres 2>&1)
-	sleep 0.2 # the last backends exit
-	c1=$(backend_cpu "$1")
-	n=$(awk '/^number of transactions actually processed:/ { print $NF; exit }' <<<"$o")
-	awk -v t="$(tps "$o")" -v c="$((c1 - c0))" -v n="$n" -v hz="$HZ" \
-		'BEGIN { printf "%s %.1f\n", t, c / hz / n * 1e6 }'
-}
 # login_budgets N: N enforce budgets, only the last (in priority, name
 # order) matches "bench-login"; the others share its prefix
 login_budgets() {
@@ -562,18 +492,9 @@ row 5 "storm: seconds until every client is admitted or refused" \
 
 # ======================================================= table
 say "done"
-{
-	ncpu=$(nproc)
-	model=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
-	echo "conngov benchmarks ($mode run, $(date -u '+%Y-%m-%d %H:%M UTC'), $((SECONDS - T0)) s)"
-	echo "machine: $ncpu cores (${model:-unknown CPU}), Linux $(uname -r), $(postgres --version | sed 's/^postgres (PostgreSQL) /PostgreSQL /'), load average $(cut -d' ' -f1-3 /proc/loadavg)"
-	echo "A and B: two clusters with identical settings (unix socket, max_connections 1100, shared_buffers 16MB, fsync off), B with shared_preload_libraries = 'conngov'."
-	echo "Paired rows: interleaved pairs (A B A B ...), $pairs unless stated; A and B are medians, B/A is the median of the pairwise ratios [min .. max]."
-	echo
-	printf '%s\n' "| # | benchmark | A | B | B/A | target | result |" "${rows[@]}" | awk -F'\t' '
-		NR == 1 { print; print "|---|---|--:|--:|--:|---|---|"; next }
-		{ printf "| %s | %s | %s | %s | %s | %s | %s |\n", $1, $2, $3, $4, $5, $6, $7 }'
-} >"$work/table.txt"
+print_table "A and B: two clusters with identical settings (unix socket, max_connections 1100, shared_buffers 16MB, fsync off), B with shared_preload_libraries = 'conngov'." \
+	"Paired rows: interleaved pairs (A B A B ...), $pairs unless stated; A and B are medians, B/A is the median of the pairwise ratios [min .. max]." \
+	>"$work/table.txt"
 cat "$work/table.txt"
 [ -z "$out" ] || cp "$work/table.txt" "$out"
 exit 0
