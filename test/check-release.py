@@ -133,7 +133,7 @@ try:
 except (OSError, subprocess.CalledProcessError):
     files = [str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()
              and not re.match(r"(\.git|build-\d+|tmp_\w+|debian/postgresql-)", str(p.relative_to(root)))]
-header = re.compile(r"^\W*Copyright\b.*", re.M)
+header = re.compile(r"^[^\w\n]*Copyright\b.*", re.M)
 good = re.compile(rf"Copyright \(c\) \d{{4}}(-\d{{4}})?, {re.escape(holder or '')}$")
 for f in sorted(x for x in files if x and x not in ("LICENSE", "debian/copyright")):
     try:
