@@ -1,10 +1,14 @@
 # conngov/Makefile
 
+# Where the sources are, also when make runs in another directory: Debian's
+# pg_buildext builds in one build-NN directory per major version (VPATH).
+cg_srcdir := $(or $(VPATH),$(patsubst %/,%,$(dir $(firstword $(MAKEFILE_LIST)))))
+
 MODULE_big = conngov
-OBJS = $(patsubst %.c,%.o,$(wildcard src/*.c))
+OBJS = $(patsubst $(cg_srcdir)/%.c,%.o,$(wildcard $(cg_srcdir)/src/*.c))
 
 EXTENSION = conngov
-DATA = $(wildcard conngov--*.sql)
+DATA = $(notdir $(wildcard $(cg_srcdir)/conngov--*.sql))
 PGFILEDESC = "conngov - connection budgets per application"
 
 PG_CPPFLAGS = -I$(srcdir)/src
@@ -27,4 +31,21 @@ PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
 # every object depends on the shared headers (PGXS tracks no dependencies)
-$(OBJS): $(wildcard src/*.h)
+$(OBJS): $(wildcard $(cg_srcdir)/src/*.h)
+
+# a VPATH build writes its objects to src/ under the build directory
+ifneq ($(cg_srcdir),.)
+$(shell mkdir -p src)
+endif
+
+# make dist: the release zip PGXN expects, conngov-<version>.zip with one
+# top-level conngov-<version>/ directory, from the committed tree (git
+# archive), so nothing built or uncommitted gets in.  The version is
+# META.json's (test/check-release.py checks it against conngov.control,
+# debian/changelog and CHANGELOG.md).
+cg_dist_version = $(shell sed -n 's/^   "version" *: *"\([^"]*\)".*/\1/p' $(cg_srcdir)/META.json)
+.PHONY: dist
+dist:
+	git -C $(cg_srcdir) archive --format=zip \
+		--prefix=conngov-$(cg_dist_version)/ \
+		-o $(CURDIR)/conngov-$(cg_dist_version).zip HEAD

@@ -12,6 +12,10 @@
 #   bash test/run-tests.sh stress     everything three times in a row while
 #                                     CPU hogs (stress-ng) keep the load at
 #                                     4 x the cores or more (CG_STRESS_ROUNDS)
+#   bash test/run-tests.sh package    the Debian package: release checks,
+#                                     build (in a scratch copy), lintian,
+#                                     install with apt, pg_regress against
+#                                     the installed files; make dist
 #
 # PGVER picks the major version (default 15, Debian 12's packages); set
 # CG_PG_CONFIG for a server built from source (test/pg-source.sh).
@@ -51,6 +55,118 @@ if [ "$what" = matrix ] || [ "$what" = others ]; then
 fi
 
 . "$here/test/lib.sh"
+
+if [ "$what" = package ]; then
+	# What a DBA installs: postgresql-NN-conngov built by pg_buildext for
+	# every major version installed from Debian's packages (15 here).  The
+	# tree gets no build files: the package is built in a scratch copy.
+	# Leaves postgresql-$PGVER-conngov installed (it replaces what a
+	# "make install" put in the same places) and the build tools.
+	[ -z "${CG_PG_CONFIG:-}" ] || {
+		echo "conngov: package mode needs PostgreSQL from Debian's packages, not CG_PG_CONFIG" >&2
+		exit 2
+	}
+	cg_install_packages "$PGVER" postgresql-server-dev-all debhelper \
+		dpkg-dev build-essential lintian python3-jsonschema git
+	rc=0
+	t0=$(date +%s)
+	echo "conngov: package: release checks (META.json schema, versions, license)"
+	python3 "$here/test/check-release.py" "$here" || rc=1
+
+	scratch=$(mktemp -d /tmp/conngov-package.XXXXXX)
+	trap 'rm -rf "$scratch"' EXIT
+	chmod 755 "$scratch"
+	mkdir "$scratch/conngov"
+	(cd "$here" && tar --exclude=.git --exclude='*.o' --exclude='*.so' \
+		--exclude=tmp_check --exclude=tmp_regress --exclude=results \
+		--exclude='regression.*' --exclude='build-[0-9]*' \
+		--exclude='conngov-*.zip' -cf - .) | tar -C "$scratch/conngov" -xf -
+	echo "conngov: package: dpkg-buildpackage -us -uc in a scratch copy"
+	if ! (cd "$scratch/conngov" && dpkg-buildpackage -us -uc) >"$scratch/build.log" 2>&1; then
+		tail -n 80 "$scratch/build.log"
+		echo "conngov: TESTS FAILED (package: the build failed)" >&2
+		exit 1
+	fi
+	# errors fail the build; warnings and the rest are shown
+	echo "conngov: package: lintian"
+	lintian --fail-on error --display-info "$scratch"/conngov_*.changes || rc=1
+
+	pkg=postgresql-$PGVER-conngov
+	deb=$(ls "$scratch/${pkg}"_*_"$(dpkg --print-architecture)".deb)
+	echo "conngov: package: apt-get install $(basename "$deb")"
+	cg_apt install -y -qq --reinstall --allow-downgrades "$deb" >/dev/null
+	dpkg --verify "$pkg" || rc=1
+
+	# where the files went: the library in pkglibdir, the control file and
+	# every install and upgrade script of the tree in the extension
+	# folder, the docs, and nothing else
+	libdir=$("$CG_PG_CONFIG" --pkglibdir)
+	extdir=$("$CG_PG_CONFIG" --sharedir)/extension
+	dpkg -L "$pkg" | sort >"$scratch/files"
+	want="$libdir/conngov.so $extdir/conngov.control"
+	for f in "$here"/conngov--*.sql; do
+		want="$want $extdir/$(basename "$f")"
+	done
+	for f in $want; do
+		grep -qxF "$f" "$scratch/files" || {
+			echo "conngov: $pkg does not install $f" >&2
+			rc=1
+		}
+	done
+	stray=$(grep -v -e "^$libdir/" -e "^$extdir/" \
+		-e "^/usr/share/doc/$pkg\(/\|\$\)" "$scratch/files" |
+		while read -r f; do [ -d "$f" ] || echo "$f"; done)
+	[ -z "$stray" ] || {
+		echo "conngov: $pkg installs files elsewhere: $stray" >&2
+		rc=1
+	}
+	echo "conngov: package: $pkg installs $(grep -c -e '\.so$' -e '\.sql$' -e '\.control$' "$scratch/files") extension files:"
+	grep -e '\.so$' -e '\.sql$' -e '\.control$' "$scratch/files" | sed 's/^/  /'
+
+	# pg_regress against the installed files: the package's autopkgtest,
+	# which copies only sql/, expected/ and the test settings and runs as
+	# the unprivileged test user
+	id "$CG_TEST_USER" >/dev/null 2>&1 ||
+		useradd --system --create-home --shell /bin/bash "$CG_TEST_USER"
+	echo "conngov: package: pg_regress against the installed package"
+	CG_TEST_USER=$CG_TEST_USER sh "$here/debian/tests/installcheck" || rc=1
+
+	# make dist: the PGXN zip, one top-level conngov-<version>/ folder,
+	# from the committed tree
+	if git -C "$here" rev-parse --git-dir >/dev/null 2>&1; then
+		echo "conngov: package: make dist"
+		if make -s -C "$scratch" -f "$here/Makefile" PG_CONFIG="$CG_PG_CONFIG" dist; then
+			python3 - "$here" "$scratch"/conngov-*.zip <<'PYEOF' || rc=1
+import json, sys, zipfile
+here, zpath = sys.argv[1], sys.argv[2]
+version = json.load(open(here + "/META.json"))["version"]
+top = f"conngov-{version}/"
+names = zipfile.ZipFile(zpath).namelist()
+bad = [n for n in names if not n.startswith(top)]
+missing = [f for f in ("META.json", "LICENSE", "README.md", "Makefile", "conngov.control")
+           if top + f not in names]
+built = [n for n in names if n.endswith((".o", ".so", ".zip", ".deb"))]
+for what, l in (("outside " + top, bad), ("missing", missing), ("built files", built)):
+    if l:
+        print(f"conngov: make dist: {what}: {' '.join(l[:10])}", file=sys.stderr)
+if bad or missing or built or not zpath.endswith(f"/conngov-{version}.zip"):
+    sys.exit(1)
+print(f"conngov: make dist: {zpath.rsplit('/', 1)[1]}, {len(names)} entries under {top}")
+PYEOF
+		else
+			rc=1
+		fi
+	else
+		echo "conngov: package: not a git checkout, make dist not tried"
+	fi
+
+	if [ "$rc" = 0 ]; then
+		echo "conngov: package passed in $(($(date +%s) - t0)) s ($pkg installed)"
+	else
+		echo "conngov: TESTS FAILED (package)" >&2
+	fi
+	exit "$rc"
+fi
 
 if [ "$what" = stress ]; then
 	# A busy machine must not fail a correct product: the suite waits on
@@ -128,7 +244,7 @@ case "$what" in
 		fi
 		;;
 	*)
-		echo "usage: $0 [all|long|stress|matrix|others|regress|tap [t/NNN_x.pl ...]]" >&2
+		echo "usage: $0 [all|long|stress|matrix|others|package|regress|tap [t/NNN_x.pl ...]]" >&2
 		exit 2
 		;;
 esac
