@@ -196,7 +196,7 @@ fi
 if [ -n "${CG_NO_EXTRAS:-}" ]; then
 	cg_install_packages "$PGVER"
 else
-	cg_install_packages "$PGVER" prometheus prometheus-postgres-exporter
+	cg_install_packages "$PGVER" prometheus prometheus-postgres-exporter valgrind
 fi
 cg_build_install "$here" "$PGVER"
 
@@ -221,6 +221,10 @@ case "$what" in
 		run_make installcheck
 		if [ "$status" = 0 ]; then
 			cg_as_test_user "$CG_BUILD_DIR" bash bench/run.sh --smoke || status=1
+		fi
+		# the scale benchmark needs valgrind: with the extras only
+		if [ "$status" = 0 ] && [ -z "${CG_NO_EXTRAS:-}" ]; then
+			cg_as_test_user "$CG_BUILD_DIR" bash bench/scale.sh --smoke || status=1
 		fi
 		;;
 	long)
