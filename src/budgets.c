@@ -64,24 +64,37 @@ typedef enum CgColumnId
 	CG_COL_IDLE_IN_XACT_TIMEOUT,
 	CG_COL_IDLE_KEEP,
 	CG_COL_PRIORITY,
+	CG_COL_MIN_CONNECTIONS,
+	CG_COL_LOGIN_WAIT,
+	CG_COL_MAX_WAITING,
 	CG_NCOLUMNS
 } CgColumnId;
 
+/*
+ * "since" is the extension version that added the column: a table of an
+ * older version (the new library before ALTER EXTENSION conngov UPDATE)
+ * lacks it, and its rows load with the column's default.  A column that
+ * is there must have the type, whatever the version.
+ */
 static const struct
 {
 	const char *name;
 	Oid			type;
+	bool		since_1_1;
 }			cg_columns[CG_NCOLUMNS] = {
-	{"name", TEXTOID},
-	{"application_pattern", TEXTOID},
-	{"role_name", NAMEOID},
-	{"database_name", NAMEOID},
-	{"max_connections", INT4OID},
-	{"mode", TEXTOID},
-	{"idle_timeout", INTERVALOID},
-	{"idle_in_transaction_timeout", INTERVALOID},
-	{"idle_keep", INT4OID},
-	{"priority", INT4OID},
+	{"name", TEXTOID, false},
+	{"application_pattern", TEXTOID, false},
+	{"role_name", NAMEOID, false},
+	{"database_name", NAMEOID, false},
+	{"max_connections", INT4OID, false},
+	{"mode", TEXTOID, false},
+	{"idle_timeout", INTERVALOID, false},
+	{"idle_in_transaction_timeout", INTERVALOID, false},
+	{"idle_keep", INT4OID, false},
+	{"priority", INT4OID, false},
+	{"min_connections", INT4OID, true},
+	{"login_wait", INTERVALOID, true},
+	{"max_waiting", INT4OID, true},
 };
 
 /*
@@ -122,21 +135,35 @@ cg_copy_text(char *dst, TupleTableSlot *slot, AttrNumber att, Oid type)
 		text_to_cstring_buffer(DatumGetTextPP(d), dst, NAMEDATALEN);
 }
 
+/* An integer column, or dflt when NULL or absent (a 1.0 table). */
+static int32
+cg_get_int4_or(TupleTableSlot *slot, AttrNumber att, int32 dflt)
+{
+	bool		isnull;
+	Datum		d;
+
+	if (att == InvalidAttrNumber)
+		return dflt;
+	d = slot_getattr(slot, att, &isnull);
+	return isnull ? dflt : DatumGetInt32(d);
+}
+
 static int32
 cg_get_int4(TupleTableSlot *slot, AttrNumber att)
 {
-	bool		isnull;
-	Datum		d = slot_getattr(slot, att, &isnull);
-
-	return isnull ? 0 : DatumGetInt32(d);
+	return cg_get_int4_or(slot, att, 0);
 }
 
+/* An interval column in ms, 0 when NULL or absent (a 1.0 table). */
 static int64
 cg_get_timeout(TupleTableSlot *slot, AttrNumber att)
 {
 	bool		isnull;
-	Datum		d = slot_getattr(slot, att, &isnull);
+	Datum		d;
 
+	if (att == InvalidAttrNumber)
+		return 0;
+	d = slot_getattr(slot, att, &isnull);
 	return isnull ? 0 : cg_interval_to_ms(DatumGetIntervalP(d));
 }
 
@@ -217,7 +244,7 @@ cg_untrusted_reason(Relation rel, AttrNumber *atts)
 				break;
 			}
 		}
-		if (atts[c] == InvalidAttrNumber)
+		if (atts[c] == InvalidAttrNumber && !cg_columns[c].since_1_1)
 			return psprintf("table conngov.budgets has no column \"%s\"",
 							cg_columns[c].name);
 	}
@@ -266,6 +293,12 @@ cg_read_rows(Relation rel, const AttrNumber *atts, int *nrows)
 			cg_get_timeout(slot, atts[CG_COL_IDLE_IN_XACT_TIMEOUT]);
 		b->idle_keep = Max(cg_get_int4(slot, atts[CG_COL_IDLE_KEEP]), 0);
 		b->priority = cg_get_int4(slot, atts[CG_COL_PRIORITY]);
+		/* 1.1 (the table's checks keep them in range; clamp anyway) */
+		b->min_connections = Min(Max(cg_get_int4(slot, atts[CG_COL_MIN_CONNECTIONS]), 0),
+								 b->max_connections);
+		b->login_wait_ms = cg_get_timeout(slot, atts[CG_COL_LOGIN_WAIT]);
+		b->max_waiting = Max(cg_get_int4_or(slot, atts[CG_COL_MAX_WAITING],
+											b->max_connections), 0);
 	}
 	table_endscan(scan);
 	ExecDropSingleTupleTableSlot(slot);
@@ -273,6 +306,34 @@ cg_read_rows(Relation rel, const AttrNumber *atts, int *nrows)
 	qsort(rows, n, sizeof(CgBudget), cg_budget_order_cmp);
 	*nrows = n;
 	return rows;
+}
+
+/*
+ * cg_warn_floors: the floors of the enforce budgets no longer fit the
+ * server's normal slots (the table refuses such a change, but
+ * max_connections may have been lowered since, or a standby have fewer
+ * slots).  They are enforced anyway, as far as slots go; health() is
+ * degraded meanwhile.
+ */
+static void
+cg_warn_floors(const CgBudget *rows, int n)
+{
+	int64		sum = 0;
+	int			slots = cg_normal_slots();
+	int			i;
+
+	for (i = 0; i < n; i++)
+		if (!rows[i].monitor)
+			sum += rows[i].min_connections;
+	if (sum > slots)
+		ereport(WARNING,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("connection budget floors do not fit the server: enforce budgets guarantee " INT64_FORMAT " connections, " INT64_FORMAT " more than the server's %d normal slots",
+						sum, sum - slots, slots),
+				 errdetail("max_connections is %d, of which %d are reserved for superusers and %d for pg_use_reserved_connections.",
+						   MaxConnections, CG_SUPERUSER_RESERVED(),
+						   CG_RESERVED_CONNECTIONS()),
+				 errhint("Lower min_connections of some budgets or raise max_connections of the server.")));
 }
 
 /*
@@ -339,6 +400,7 @@ cg_load_budgets(char *reason)
 				 errdetail("The last %d budgets in matching order (priority, name) are not enforced.",
 						   nrows - n),
 				 errhint("Raise conngov.max_budgets and restart the server.")));
+	cg_warn_floors(rows, n);
 	cg_publish_budgets(rows, n, nrows, CG_STATE_LOADED, "");
 	pfree(rows);
 	return CG_LOAD_DONE;
@@ -355,6 +417,10 @@ cg_read_counters(CgCounters *c, CgCounterValues *v)
 	v->ended_idle = pg_atomic_read_u64(&c->ended_idle);
 	v->would_end_idle = pg_atomic_read_u64(&c->would_end_idle);
 	v->last_refused_at = pg_atomic_read_u64(&c->last_refused_at);
+	v->refused_for_floors = pg_atomic_read_u64(&c->refused_for_floors);
+	v->waited = pg_atomic_read_u64(&c->waited);
+	v->wait_us_total = pg_atomic_read_u64(&c->wait_us_total);
+	v->wait_timeouts = pg_atomic_read_u64(&c->wait_timeouts);
 }
 
 /*
@@ -373,6 +439,12 @@ cg_init_counters_from(CgCounters *c, const CgCounterValues *v)
 	pg_atomic_init_u64(&c->ended_idle, v->ended_idle);
 	pg_atomic_init_u64(&c->would_end_idle, v->would_end_idle);
 	pg_atomic_init_u64(&c->last_refused_at, v->last_refused_at);
+	pg_atomic_init_u64(&c->refused_for_floors, v->refused_for_floors);
+	pg_atomic_init_u64(&c->waited, v->waited);
+	pg_atomic_init_u64(&c->wait_us_total, v->wait_us_total);
+	pg_atomic_init_u64(&c->wait_timeouts, v->wait_timeouts);
+	/* recounted by cg_publish_waiters(); wait_cv is never re-initialised */
+	pg_atomic_init_u32(&c->waiting, 0);
 }
 
 /*
@@ -452,10 +524,13 @@ cg_publish_budgets(CgBudget *budgets, int nbudgets, int nrows,
 									s->database_name);
 		(void) cg_charge(cg_counters(s->budget), -1, &in_use);
 	}
+	cg_publish_waiters();
+	cg_publish_aggregates();
 
 	LWLockRelease(cg_shared->lock);
 	if (carry)
 		pfree(carry);
+	cg_wake_waiters();
 
 	snprintf(detail, sizeof(detail), "%d budgets loaded", nbudgets);
 	cg_add_event(CG_EVENT_BUDGETS_RELOADED, NULL, MyProcPid, NULL, NULL, NULL,

@@ -33,7 +33,7 @@
  * for pg_get_loaded_modules().
  */
 #if PG_VERSION_NUM >= 180000
-#define CG_MODULE_MAGIC PG_MODULE_MAGIC_EXT(.name = "conngov", .version = "1.0")
+#define CG_MODULE_MAGIC PG_MODULE_MAGIC_EXT(.name = "conngov", .version = "1.1")
 #else
 #define CG_MODULE_MAGIC PG_MODULE_MAGIC
 #endif
@@ -73,6 +73,24 @@ cg_wait_event_main(void)
 
 	if (ev == 0)
 		ev = WaitEventExtensionNew("ConngovMain");
+	return ev;
+#else
+	return PG_WAIT_EXTENSION;
+#endif
+}
+
+/*
+ * The wait event of a login waiting for a place (login_wait): its own
+ * "ConngovLoginWait" on 17+, the generic "Extension" on 15.
+ */
+static inline uint32
+cg_wait_event_login(void)
+{
+#if PG_VERSION_NUM >= 170000
+	static uint32 ev = 0;
+
+	if (ev == 0)
+		ev = WaitEventExtensionNew("ConngovLoginWait");
 	return ev;
 #else
 	return PG_WAIT_EXTENSION;
@@ -146,6 +164,23 @@ cg_free_procs(void)
 			hi = mid - 1;
 	}
 	return lo;
+#endif
+}
+
+/*
+ * cg_have_free_procs: whether at least n PGPROCs of the regular pool are
+ * free, walking at most n entries of the free list (the floor check of a
+ * login).  16 added an out-argument with the count found.
+ */
+static inline bool
+cg_have_free_procs(int n)
+{
+#if PG_VERSION_NUM >= 160000
+	int			nfree;
+
+	return HaveNFreeProcs(n, &nfree);
+#else
+	return HaveNFreeProcs(n);
 #endif
 }
 

@@ -75,8 +75,17 @@ typedef enum CgEventKind
 	CG_EVENT_WOULD_REFUSE,
 	CG_EVENT_ENDED_IDLE,
 	CG_EVENT_WOULD_END_IDLE,
-	CG_EVENT_BUDGETS_RELOADED
+	CG_EVENT_BUDGETS_RELOADED,
+	CG_EVENT_REFUSED_FOR_FLOORS,	/* 1.1: the free slots are others' floors */
+	CG_EVENT_WOULD_REFUSE_FOR_FLOORS,
+	CG_EVENT_WAITED,			/* 1.1: admitted after waiting (login_wait) */
+	CG_EVENT_WAIT_TIMEOUT		/* 1.1: refused after waiting login_wait */
 } CgEventKind;
+
+/* Floor budgets named in a refusal's DETAIL and kept in floor_list. */
+#define CG_MAX_FLOOR_LIST	64
+/* A waiting login checks its client and its deadline at least this often. */
+#define CG_WAIT_TICK_MS		500
 
 /*
  * Per-budget counters.  Atomics, so that the login path and the worker bump
@@ -92,6 +101,15 @@ typedef struct CgCounters
 	pg_atomic_uint64 ended_idle;
 	pg_atomic_uint64 would_end_idle;
 	pg_atomic_uint64 last_refused_at;	/* TimestampTz, 0 = never */
+	/* 1.1: floors and waits (auth.c) */
+	pg_atomic_uint64 refused_for_floors;
+	pg_atomic_uint64 waited;	/* logins that waited, however it ended */
+	pg_atomic_uint64 wait_us_total; /* microseconds waited, all of them */
+	pg_atomic_uint64 wait_timeouts;
+	pg_atomic_uint32 waiting;	/* logins waiting now (recounted at publish) */
+	ConditionVariable wait_cv;	/* broadcast when a place may have freed;
+								 * initialised once at start-up, never at
+								 * publish (sleepers may be on it) */
 } CgCounters;
 
 /* Counter values carried over a publish (plain copies of CgCounters). */
@@ -104,6 +122,10 @@ typedef struct CgCounterValues
 	uint64		ended_idle;
 	uint64		would_end_idle;
 	uint64		last_refused_at;
+	uint64		refused_for_floors;
+	uint64		waited;
+	uint64		wait_us_total;
+	uint64		wait_timeouts;
 } CgCounterValues;
 
 /*
@@ -124,6 +146,10 @@ typedef struct CgBudget
 	int64		idle_timeout_ms;	/* 0 = never */
 	int64		idle_in_xact_timeout_ms;	/* 0 = never */
 	int32		idle_keep;
+	/* 1.1; a 1.0 table loads as 0, 0, max_connections */
+	int32		min_connections;	/* guaranteed floor, 0..max_connections */
+	int64		login_wait_ms;	/* 0 = refuse at once */
+	int32		max_waiting;	/* waiting logins at most (NULL: the limit) */
 	CgCounters	c;
 } CgBudget;
 
@@ -143,6 +169,15 @@ typedef struct CgSession
 	char		application_name[NAMEDATALEN];	/* from the startup packet */
 	char		role_name[NAMEDATALEN];
 	char		database_name[NAMEDATALEN];
+	/*
+	 * 1.1, a login waiting for a place (login_wait): its ticket (0 = not
+	 * waiting; tickets grow, so the smallest is the oldest) and the budget
+	 * it waits for.  Written by the owner under the shared lock, and
+	 * wait_budget by a publish under the exclusive lock (re-matching).
+	 * pid stays 0 while waiting: a waiter is not a session yet.
+	 */
+	pg_atomic_uint64 wait_ticket;
+	int			wait_budget;
 } CgSession;
 
 /* One entry of the events ring. */
@@ -201,6 +236,20 @@ typedef struct CgSharedState
 	/* unbudgeted sessions */
 	CgCounters	unbudgeted;
 
+	/*
+	 * 1.1 floors, set by cg_publish_aggregates() under the exclusive lock.
+	 * floors_unused is the sum over enforce budgets of max(0,
+	 * min_connections - total), kept exact by cg_charge_budget() and
+	 * cg_release_budget(); floor_list names the first CG_MAX_FLOOR_LIST
+	 * floor budgets (for messages and health()).
+	 */
+	bool		has_floors;		/* any enforce budget with a floor */
+	int64		floors_sum;		/* sum of the enforce budgets' floors */
+	int			nfloors;		/* enforce budgets with a floor */
+	int			floor_list[CG_MAX_FLOOR_LIST];
+	pg_atomic_uint32 floors_unused;
+	pg_atomic_uint64 wait_ticket_next;	/* ticket dispenser of waiters */
+
 	/* events ring, under events_lock */
 	uint64		event_next;		/* events ever written */
 } CgSharedState;
@@ -213,6 +262,8 @@ typedef struct CgUsageRow
 	int32		max_connections;	/* -1: the unbudgeted row */
 	uint32		total;
 	uint32		peak;
+	int32		min_connections;
+	uint32		waiting;
 } CgUsageRow;
 
 /* One session an idle sweep ended, or would end. */
@@ -251,6 +302,12 @@ extern void cg_shmem_init_hooks(void);
 extern void cg_require_shared_state(void);
 extern CgCounters *cg_counters(int budget);
 extern bool cg_charge(CgCounters *c, int64 limit, uint32 *in_use);
+extern bool cg_charge_budget(int budget, int64 limit, uint32 *in_use);
+extern bool cg_release_budget(int budget);
+extern uint32 cg_unused_floor(int budget);
+extern void cg_publish_aggregates(void);
+extern void cg_publish_waiters(void);
+extern void cg_wake_waiters(void);
 extern int	cg_copy_usage(CgUsageRow **rows, CgLoadState *state);
 extern void cg_add_event(CgEventKind kind, const char *budget, int pid,
 						 const char *role_name, const char *database_name,

@@ -8,7 +8,7 @@
  * callback bumps the reload request and sets the worker's latch.  Nothing
  * is published from inside the writing transaction, so a rollback never
  * applies.  The trigger also warns when the enforce budgets no longer fit
- * the server.
+ * the server, and (1.1) refuses floors that do not fit it.
  *
  * Copyright (c) 2026, conngov developers
  *
@@ -32,6 +32,7 @@
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "utils/lsyscache.h"
+#include "utils/rel.h"
 
 #include "compat.h"
 #include "conngov.h"
@@ -114,6 +115,54 @@ cg_warn_oversubscribed(void)
 				 errhint("Lower some budgets or raise max_connections: the promised pools no longer fit the server.")));
 }
 
+/*
+ * cg_check_floors_fit: after an INSERT or UPDATE of a 1.1 table (one with
+ * min_connections), refuse the statement when the floors of the enforce
+ * budgets add up to more than the server's normal slots: such floors
+ * could not all be kept.  A 1.0 table (the new library before ALTER
+ * EXTENSION conngov UPDATE) has no floors to check.
+ */
+static void
+cg_check_floors_fit(Relation rel)
+{
+	int64		sum;
+	bool		isnull;
+	int			slots = cg_normal_slots();
+	TupleDesc	desc = RelationGetDescr(rel);
+	bool		has_column = false;
+	int			i;
+
+	for (i = 0; i < desc->natts; i++)
+	{
+		Form_pg_attribute a = TupleDescAttr(desc, i);
+
+		if (!a->attisdropped && strcmp(NameStr(a->attname), "min_connections") == 0)
+			has_column = true;
+	}
+	if (!has_column)
+		return;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (SPI_execute("SELECT pg_catalog.sum(min_connections)::pg_catalog.int8"
+					" FROM conngov.budgets WHERE mode OPERATOR(pg_catalog.=) 'enforce'",
+					false, 1) != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "could not sum conngov.budgets");
+	sum = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+									  SPI_tuptable->tupdesc, 1, &isnull));
+	SPI_finish();
+
+	if (!isnull && sum > slots)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("connection budget floors do not fit the server: enforce budgets would guarantee " INT64_FORMAT " connections, " INT64_FORMAT " more than the server's %d normal slots",
+						sum, sum - slots, slots),
+				 errdetail("max_connections is %d, of which %d are reserved for superusers and %d for pg_use_reserved_connections.",
+						   MaxConnections, CG_SUPERUSER_RESERVED(),
+						   CG_RESERVED_CONNECTIONS()),
+				 errhint("Lower min_connections of some budgets or raise max_connections of the server.")));
+}
+
 /* Mark this transaction: the worker reloads once it commits. */
 static void
 cg_mark_changed(void)
@@ -141,7 +190,10 @@ conngov_budgets_changed(PG_FUNCTION_ARGS)
 
 	if (TRIGGER_FIRED_BY_INSERT(((TriggerData *) fcinfo->context)->tg_event) ||
 		TRIGGER_FIRED_BY_UPDATE(((TriggerData *) fcinfo->context)->tg_event))
+	{
+		cg_check_floors_fit(((TriggerData *) fcinfo->context)->tg_relation);
 		cg_warn_oversubscribed();
+	}
 
 	return PointerGetDatum(NULL);
 }

@@ -71,6 +71,12 @@ cg_init_counters(CgCounters *c)
 	pg_atomic_init_u64(&c->ended_idle, 0);
 	pg_atomic_init_u64(&c->would_end_idle, 0);
 	pg_atomic_init_u64(&c->last_refused_at, 0);
+	pg_atomic_init_u64(&c->refused_for_floors, 0);
+	pg_atomic_init_u64(&c->waited, 0);
+	pg_atomic_init_u64(&c->wait_us_total, 0);
+	pg_atomic_init_u64(&c->wait_timeouts, 0);
+	pg_atomic_init_u32(&c->waiting, 0);
+	ConditionVariableInit(&c->wait_cv);
 }
 
 /*
@@ -117,8 +123,14 @@ cg_shmem_startup(void)
 		cg_init_counters(&cg_shared->unbudgeted);
 		for (i = 0; i < cg_max_budgets; i++)
 			cg_init_counters(&cg_budgets[i].c);
+		pg_atomic_init_u32(&cg_shared->floors_unused, 0);
+		pg_atomic_init_u64(&cg_shared->wait_ticket_next, 1);
 		for (i = 0; i < cg_nsessions; i++)
+		{
 			cg_sessions[i].budget = CG_NOT_CHARGED;
+			pg_atomic_init_u64(&cg_sessions[i].wait_ticket, 0);
+			cg_sessions[i].wait_budget = CG_NOT_CHARGED;
+		}
 	}
 
 	LWLockRelease(AddinShmemInitLock);
@@ -195,6 +207,162 @@ cg_charge(CgCounters *c, int64 limit, uint32 *in_use)
 	return true;
 }
 
+/*---- 1.1: floors and waits ----*/
+
+/* Whether a budget's charges move floors_unused: enforce, with a floor. */
+static inline bool
+cg_is_floor_budget(const CgBudget *b)
+{
+	return !b->monitor && b->min_connections > 0;
+}
+
+/*
+ * cg_charge_budget: cg_charge() on a budget (or CG_UNBUDGETED), keeping
+ * floors_unused exact: a charge that takes a floor budget's total up to
+ * its floor or less uses one of its guaranteed slots.  The total goes up
+ * first and floors_unused down second, so that in between the unused
+ * floors read too high, never too low (auth.c explains why that is the
+ * safe side).  Caller holds cg_shared->lock, shared.
+ */
+bool
+cg_charge_budget(int budget, int64 limit, uint32 *in_use)
+{
+	if (!cg_charge(cg_counters(budget), limit, in_use))
+		return false;
+	if (budget >= 0 && cg_is_floor_budget(&cg_budgets[budget]) &&
+		*in_use <= (uint32) cg_budgets[budget].min_connections)
+		pg_atomic_fetch_sub_u32(&cg_shared->floors_unused, 1);
+	return true;
+}
+
+/*
+ * cg_release_budget: give one charge of budget (or CG_UNBUDGETED) back.
+ * For a floor budget going below its floor, floors_unused goes up before
+ * the total comes down (a compare-and-swap loop, undone when it loses a
+ * race), so that the unused floors never read too low.  Returns whether
+ * logins wait for a place in the budget (the caller broadcasts its
+ * wait_cv once it has released the lock).  Caller holds cg_shared->lock,
+ * shared.
+ */
+bool
+cg_release_budget(int budget)
+{
+	CgCounters *c = cg_counters(budget);
+	bool		floor = budget >= 0 && cg_is_floor_budget(&cg_budgets[budget]);
+	uint32		cur = pg_atomic_read_u32(&c->total);
+
+	for (;;)
+	{
+		bool		below = floor &&
+			cur <= (uint32) cg_budgets[budget].min_connections;
+
+		if (cur == 0)
+			return false;		/* cannot happen: never below zero */
+		if (below)
+			pg_atomic_fetch_add_u32(&cg_shared->floors_unused, 1);
+		if (pg_atomic_compare_exchange_u32(&c->total, &cur, cur - 1))
+			break;
+		if (below)
+			pg_atomic_fetch_sub_u32(&cg_shared->floors_unused, 1);
+	}
+	return budget >= 0 && pg_atomic_read_u32(&c->waiting) > 0;
+}
+
+/*
+ * cg_unused_floor: max(0, min_connections - total) of an enforce budget,
+ * 0 for the others.  Caller holds the lock, shared.
+ */
+uint32
+cg_unused_floor(int budget)
+{
+	const CgBudget *b;
+	uint32		total;
+
+	if (budget < 0)
+		return 0;
+	b = &cg_budgets[budget];
+	if (!cg_is_floor_budget(b))
+		return 0;
+	total = pg_atomic_read_u32(&cg_counters(budget)->total);
+	return total >= (uint32) b->min_connections ? 0 :
+		(uint32) b->min_connections - total;
+}
+
+/*
+ * cg_publish_aggregates: what the login path needs precomputed about the
+ * floors of the budgets just published: whether any enforce budget has
+ * one (the login path skips the floor check otherwise, O(1)), their sum
+ * (health(), the load WARNING), the first CG_MAX_FLOOR_LIST of them (the
+ * refusal's DETAIL) and floors_unused from the recomputed totals.  Called
+ * at the end of a publish, after totals are recounted, with the lock held
+ * exclusively (no charge runs meanwhile).
+ */
+void
+cg_publish_aggregates(void)
+{
+	uint32		unused = 0;
+	int			i;
+
+	cg_shared->has_floors = false;
+	cg_shared->floors_sum = 0;
+	cg_shared->nfloors = 0;
+	for (i = 0; i < cg_shared->nbudgets; i++)
+	{
+		if (!cg_is_floor_budget(&cg_budgets[i]))
+			continue;
+		cg_shared->has_floors = true;
+		cg_shared->floors_sum += cg_budgets[i].min_connections;
+		if (cg_shared->nfloors < CG_MAX_FLOOR_LIST)
+			cg_shared->floor_list[cg_shared->nfloors] = i;
+		cg_shared->nfloors++;
+		unused += cg_unused_floor(i);
+	}
+	pg_atomic_write_u32(&cg_shared->floors_unused, unused);
+}
+
+/*
+ * cg_publish_waiters: re-match the logins waiting for a place to the
+ * budgets just published and recount each budget's "waiting" (the
+ * counters started again at 0).  A waiter whose login now matches no
+ * budget is admitted unbudgeted when it next wakes.  Lock held
+ * exclusively (waiters change their slots under the shared lock).
+ */
+void
+cg_publish_waiters(void)
+{
+	int			i;
+
+	for (i = 0; i < cg_nsessions; i++)
+	{
+		CgSession  *s = &cg_sessions[i];
+
+		if (pg_atomic_read_u64(&s->wait_ticket) == 0)
+			continue;
+		s->wait_budget = cg_match_budget(s->application_name, s->role_name,
+										 s->database_name);
+		if (s->wait_budget >= 0)
+			pg_atomic_fetch_add_u32(&cg_counters(s->wait_budget)->waiting, 1);
+	}
+}
+
+/*
+ * cg_wake_waiters: after a publish, wake the logins waiting in any budget
+ * so that they look at the new budgets now.  A waiter that slept on the
+ * condition variable of a budget that moved is woken by its tick
+ * (CG_WAIT_TICK_MS) instead.  Takes the lock, shared.
+ */
+void
+cg_wake_waiters(void)
+{
+	int			i;
+
+	LWLockAcquire(cg_shared->lock, LW_SHARED);
+	for (i = 0; i < cg_shared->nbudgets; i++)
+		if (pg_atomic_read_u32(&cg_counters(i)->waiting) > 0)
+			ConditionVariableBroadcast(&cg_counters(i)->wait_cv);
+	LWLockRelease(cg_shared->lock);
+}
+
 /*
  * cg_copy_usage: the budgets' figures, then the unbudgeted row (with
  * max_connections -1), and the load state if asked.  Returns the number of
@@ -220,6 +388,8 @@ cg_copy_usage(CgUsageRow **rows, CgLoadState *state)
 		r[i].max_connections = b->max_connections;
 		r[i].total = pg_atomic_read_u32(&b->c.total);
 		r[i].peak = pg_atomic_read_u32(&b->c.peak);
+		r[i].min_connections = b->min_connections;
+		r[i].waiting = pg_atomic_read_u32(&cg_counters(i)->waiting);
 	}
 	LWLockRelease(cg_shared->lock);
 
@@ -228,6 +398,8 @@ cg_copy_usage(CgUsageRow **rows, CgLoadState *state)
 	r[n].max_connections = -1;
 	r[n].total = pg_atomic_read_u32(&cg_shared->unbudgeted.total);
 	r[n].peak = pg_atomic_read_u32(&cg_shared->unbudgeted.peak);
+	r[n].min_connections = 0;
+	r[n].waiting = 0;
 
 	*rows = r;
 	return n + 1;
