@@ -330,9 +330,7 @@ cg_warn_floors(const CgBudget *rows, int n)
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
 				 errmsg("connection budget floors do not fit the server: enforce budgets guarantee " INT64_FORMAT " connections, " INT64_FORMAT " more than the server's %d normal slots",
 						sum, sum - slots, slots),
-				 errdetail("max_connections is %d, of which %d are reserved for superusers and %d for pg_use_reserved_connections.",
-						   MaxConnections, CG_SUPERUSER_RESERVED(),
-						   CG_RESERVED_CONNECTIONS()),
+				 cg_errdetail_slots(),
 				 errhint("Lower min_connections of some budgets or raise max_connections of the server.")));
 }
 

@@ -62,39 +62,38 @@
 #endif
 
 /*
- * Custom wait events (17+) show "ConngovMain" in pg_stat_activity; 15 only
- * has the generic PG_WAIT_EXTENSION ("Extension").
+ * Custom wait events (17+) show their own name in pg_stat_activity
+ * ("ConngovMain" for the worker, "ConngovLoginWait" for a login waiting
+ * for a place); 15 only has the generic PG_WAIT_EXTENSION ("Extension").
  */
 static inline uint32
-cg_wait_event_main(void)
+cg_wait_event_named(uint32 *cache, const char *name)
 {
 #if PG_VERSION_NUM >= 170000
-	static uint32 ev = 0;
-
-	if (ev == 0)
-		ev = WaitEventExtensionNew("ConngovMain");
-	return ev;
+	if (*cache == 0)
+		*cache = WaitEventExtensionNew(name);
+	return *cache;
 #else
+	(void) cache;
+	(void) name;
 	return PG_WAIT_EXTENSION;
 #endif
 }
 
-/*
- * The wait event of a login waiting for a place (login_wait): its own
- * "ConngovLoginWait" on 17+, the generic "Extension" on 15.
- */
+static inline uint32
+cg_wait_event_main(void)
+{
+	static uint32 ev = 0;
+
+	return cg_wait_event_named(&ev, "ConngovMain");
+}
+
 static inline uint32
 cg_wait_event_login(void)
 {
-#if PG_VERSION_NUM >= 170000
 	static uint32 ev = 0;
 
-	if (ev == 0)
-		ev = WaitEventExtensionNew("ConngovLoginWait");
-	return ev;
-#else
-	return PG_WAIT_EXTENSION;
-#endif
+	return cg_wait_event_named(&ev, "ConngovLoginWait");
 }
 
 /*

@@ -16,6 +16,7 @@
 
 #include "postgres.h"
 
+#include "access/tupdesc.h"
 #include "datatype/timestamp.h"
 #include "postmaster/bgworker.h"
 #include "port/atomics.h"
@@ -336,6 +337,8 @@ extern void cg_guard_init(void);
 
 /*---- monitor.c ----*/
 extern int	cg_normal_slots(void);
+extern int	cg_errdetail_slots(void);
+extern void cg_check_natts(TupleDesc desc, int ncols, const char *function);
 
 /*---- notify.c ----*/
 extern bool cg_changes_pending(void);

@@ -79,9 +79,7 @@ cg_usage_rows(FunctionCallInfo fcinfo, int ncols)
 
 	cg_require_shared_state();
 	InitMaterializedSRF(fcinfo, 0);
-	if (rsinfo->setDesc->natts != ncols)
-		elog(ERROR, "conngov.usage() is declared with %d columns, expected %d",
-			 rsinfo->setDesc->natts, ncols);
+	cg_check_natts(rsinfo->setDesc, ncols, "usage");
 
 	n = cg_copy_usage(&rows, NULL);
 	for (i = 0; i < n; i++)

@@ -75,6 +75,30 @@ cg_normal_slots(void)
 }
 
 /*
+ * cg_errdetail_slots: the DETAIL of a message about the normal slots, for
+ * ereport(): how max_connections splits.
+ */
+int
+cg_errdetail_slots(void)
+{
+	return errdetail("max_connections is %d, of which %d are reserved for superusers and %d for pg_use_reserved_connections.",
+					 MaxConnections, CG_SUPERUSER_RESERVED(),
+					 CG_RESERVED_CONNECTIONS());
+}
+
+/*
+ * cg_check_natts: a function's declared row has the columns the caller
+ * fills (it serves one version of the SQL declaration per C symbol).
+ */
+void
+cg_check_natts(TupleDesc desc, int ncols, const char *function)
+{
+	if (desc->natts != ncols)
+		elog(ERROR, "conngov.%s() is declared with %d columns, expected %d",
+			 function, desc->natts, ncols);
+}
+
+/*
  * cg_headroom: the server's figures.  A login takes a free slot first and
  * is refused when fewer than the reserved number remain, so a non-exempt
  * role can make (free - reserved) more logins.
@@ -129,9 +153,7 @@ cg_headroom_row(FunctionCallInfo fcinfo, int ncols)
 	cg_require_shared_state();
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
-	if (tupdesc->natts != ncols)
-		elog(ERROR, "conngov.headroom() is declared with %d columns, expected %d",
-			 tupdesc->natts, ncols);
+	cg_check_natts(tupdesc, ncols, "headroom");
 
 	cg_headroom(&h);
 	memset(nulls, 0, sizeof(nulls));
@@ -333,9 +355,7 @@ cg_stats_rows(FunctionCallInfo fcinfo, int ncols)
 
 	cg_require_shared_state();
 	InitMaterializedSRF(fcinfo, 0);
-	if (rsinfo->setDesc->natts != ncols)
-		elog(ERROR, "conngov.stats() is declared with %d columns, expected %d",
-			 rsinfo->setDesc->natts, ncols);
+	cg_check_natts(rsinfo->setDesc, ncols, "stats");
 
 	rows = palloc(sizeof(*rows) * Max(cg_max_budgets, 1));
 	LWLockAcquire(cg_shared->lock, LW_SHARED);

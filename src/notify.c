@@ -82,36 +82,47 @@ cg_xact_callback(XactEvent event, void *arg)
 }
 
 /*
+ * cg_sum_enforce: the sum of a column of conngov.budgets over the enforce
+ * budgets (false when there are none).  column is one of ours, never
+ * user input.  Not read-only, so that SPI takes a snapshot that sees the
+ * statement's own changes.
+ */
+static bool
+cg_sum_enforce(const char *column, int64 *sum)
+{
+	bool		isnull;
+	char		sql[256];
+
+	snprintf(sql, sizeof(sql),
+			 "SELECT pg_catalog.sum(%s)::pg_catalog.int8 FROM conngov.budgets"
+			 " WHERE mode OPERATOR(pg_catalog.=) 'enforce'", column);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (SPI_execute(sql, false, 1) != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "could not sum conngov.budgets");
+	*sum = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+									   SPI_tuptable->tupdesc, 1, &isnull));
+	SPI_finish();
+	return !isnull;
+}
+
+/*
  * cg_warn_oversubscribed: after an INSERT or UPDATE of the budgets, warn
  * when the enforce budgets promise more connections than the server has
- * slots for applications.  Not read-only, so that SPI takes a snapshot
- * that sees the statement's own changes.
+ * slots for applications.
  */
 static void
 cg_warn_oversubscribed(void)
 {
 	int64		sum;
-	bool		isnull;
 	int			slots = cg_normal_slots();
 
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	if (SPI_execute("SELECT pg_catalog.sum(max_connections)::pg_catalog.int8"
-					" FROM conngov.budgets WHERE mode OPERATOR(pg_catalog.=) 'enforce'",
-					false, 1) != SPI_OK_SELECT || SPI_processed != 1)
-		elog(ERROR, "could not sum conngov.budgets");
-	sum = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
-									  SPI_tuptable->tupdesc, 1, &isnull));
-	SPI_finish();
-
-	if (!isnull && sum > slots)
+	if (cg_sum_enforce("max_connections", &sum) && sum > slots)
 		ereport(WARNING,
 				(errcode(ERRCODE_WARNING),
 				 errmsg("connection budgets are oversubscribed: enforce budgets add up to " INT64_FORMAT " connections, " INT64_FORMAT " more than the server's %d normal slots",
 						sum, sum - slots, slots),
-				 errdetail("max_connections is %d, of which %d are reserved for superusers and %d for pg_use_reserved_connections.",
-						   MaxConnections, CG_SUPERUSER_RESERVED(),
-						   CG_RESERVED_CONNECTIONS()),
+				 cg_errdetail_slots(),
 				 errhint("Lower some budgets or raise max_connections: the promised pools no longer fit the server.")));
 }
 
@@ -126,7 +137,6 @@ static void
 cg_check_floors_fit(Relation rel)
 {
 	int64		sum;
-	bool		isnull;
 	int			slots = cg_normal_slots();
 	TupleDesc	desc = RelationGetDescr(rel);
 	bool		has_column = false;
@@ -139,27 +149,12 @@ cg_check_floors_fit(Relation rel)
 		if (!a->attisdropped && strcmp(NameStr(a->attname), "min_connections") == 0)
 			has_column = true;
 	}
-	if (!has_column)
-		return;
-
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	if (SPI_execute("SELECT pg_catalog.sum(min_connections)::pg_catalog.int8"
-					" FROM conngov.budgets WHERE mode OPERATOR(pg_catalog.=) 'enforce'",
-					false, 1) != SPI_OK_SELECT || SPI_processed != 1)
-		elog(ERROR, "could not sum conngov.budgets");
-	sum = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
-									  SPI_tuptable->tupdesc, 1, &isnull));
-	SPI_finish();
-
-	if (!isnull && sum > slots)
+	if (has_column && cg_sum_enforce("min_connections", &sum) && sum > slots)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("connection budget floors do not fit the server: enforce budgets would guarantee " INT64_FORMAT " connections, " INT64_FORMAT " more than the server's %d normal slots",
 						sum, sum - slots, slots),
-				 errdetail("max_connections is %d, of which %d are reserved for superusers and %d for pg_use_reserved_connections.",
-						   MaxConnections, CG_SUPERUSER_RESERVED(),
-						   CG_RESERVED_CONNECTIONS()),
+				 cg_errdetail_slots(),
 				 errhint("Lower min_connections of some budgets or raise max_connections of the server.")));
 }
 

@@ -46,7 +46,24 @@ sub classify
 	return \%r;
 }
 
-my $node = cg_node('floors', max_connections => 100,
+# storm(clients, app): batch logins at once, the admitted ones held at the
+# gate; returns once each is decided (refused, or waiting at the gate).
+my ($node, $gate);
+
+sub storm
+{
+	my ($n, $app) = @_;
+	my $c = cg_start_clients(
+		$node,
+		clients => $n,
+		app => $app,
+		user => 'regress_app',
+		gate => $gate);
+	cg_gate_wait($gate, $c);
+	return $c;
+}
+
+$node = cg_node('floors', max_connections => 100,
 	conf => "conngov.event_capacity = 100000\n");
 $node->safe_psql('postgres',
 	'CREATE ROLE regress_dba LOGIN; ALTER SYSTEM SET conngov.exempt_roles = regress_dba; SELECT pg_reload_conf();');
@@ -54,7 +71,7 @@ cg_set_budgets($node,
 	'name, application_pattern, role_name, max_connections, min_connections',
 	"('core_api', 'core-api%', 'regress_app', 30, 20)",
 	"('batch', 'batch%', NULL, 200, 0)");
-my $gate = cg_gate($node);
+$gate = cg_gate($node);
 my $g = $gate->{psql};
 my $normal =
   $g->query_safe('SELECT normal_slots FROM conngov.headroom()');
@@ -65,13 +82,7 @@ my ($floor_refused_seen, $toomany_core, $toomany_batch) = (0, 0, 0);
 for my $round (1 .. $rounds)
 {
 	# the storm: batch takes every slot but the floor's
-	my $storm = cg_start_clients(
-		$node,
-		clients => 150,
-		app => 'batch-storm',
-		user => 'regress_app',
-		gate => $gate);
-	cg_gate_wait($gate, $storm);
+	my $storm = storm(150, 'batch-storm');
 	my $free = $g->query_safe(
 		'SELECT normal_free || \'|\' || guaranteed_unused || \'|\' || shared_free FROM conngov.headroom()');
 	is($free, '20|20|0',
@@ -177,13 +188,7 @@ cg_set_budgets($node,
 	'name, application_pattern, role_name, max_connections, min_connections',
 	"('core_api', 'core-api%', 'regress_app', 30, 0)",
 	"('batch', 'batch%', NULL, 200, 0)");
-my $storm = cg_start_clients(
-	$node,
-	clients => 150,
-	app => 'batch-storm',
-	user => 'regress_app',
-	gate => $gate);
-cg_gate_wait($gate, $storm);
+my $storm = storm(150, 'batch-storm');
 my ($rc, $out, $err) =
   cg_login($node, user => 'regress_app', app => 'core-api-1');
 like($err, $cg_reserved_refusal,

@@ -16,16 +16,24 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use IPC::Run;
 
-my $node = PostgreSQL::Test::Cluster->new('up11');
-$node->init;
-$node->append_conf(
-	'postgresql.conf', q{
+# A started cluster with conngov preloaded and no extension created.
+sub preloaded
+{
+	my ($name) = @_;
+	my $n = PostgreSQL::Test::Cluster->new($name);
+	$n->init;
+	$n->append_conf(
+		'postgresql.conf', q{
 shared_preload_libraries = 'conngov'
 conngov.database = 'postgres'
 max_connections = 40
 log_line_prefix = '%m [%p] %e %q%a '
 });
-$node->start;
+	$n->start;
+	return $n;
+}
+
+my $node = preloaded('up11');
 $node->safe_psql('postgres',
 	"CREATE EXTENSION conngov VERSION '1.0'; CREATE ROLE regress_app LOGIN;");
 is( $node->safe_psql('postgres',
@@ -104,15 +112,7 @@ my $dump = $node->basedir . '/conngov.dump';
 $node->command_ok(
 	[ 'pg_dump', '-Fc', '-f', $dump, '-d', $node->connstr('postgres') ],
 	'pg_dump of conngov.database');
-my $copy = PostgreSQL::Test::Cluster->new('copy');
-$copy->init;
-$copy->append_conf(
-	'postgresql.conf', q{
-shared_preload_libraries = 'conngov'
-conngov.database = 'postgres'
-max_connections = 40
-});
-$copy->start;
+my $copy = preloaded('copy');
 $copy->command_ok(
 	[ 'pg_restore', '-d', $copy->connstr('postgres'), $dump ],
 	'pg_restore into a new cluster');
