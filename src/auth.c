@@ -94,6 +94,7 @@ static TimestampTz cg_wait_start = 0;
 typedef struct CgFloorRefusal
 {
 	int			nfree;			/* normal slots free when refused */
+	uint32		unused;			/* the unused floors that refused it */
 	int			n;				/* budgets with unused floors */
 	struct
 	{
@@ -238,6 +239,7 @@ cg_floors_refuse(int budget, uint32 in_use, CgFloorRefusal *fr)
 		return false;
 
 	fr->nfree = Max(cg_free_procs() - nreserved, 0);
+	fr->unused = unused;
 	fr->n = 0;
 	for (i = 0; i < Min(cg_shared->nfloors, CG_MAX_FLOOR_LIST); i++)
 	{
@@ -675,15 +677,15 @@ cg_login_event(Port *port, const CgSession *s, const CgLogin *l, CgVerdict v)
 			break;
 		case CG_REFUSED_FLOORS:
 			kind = CG_EVENT_REFUSED_FOR_FLOORS;
-			snprintf(detail, sizeof(detail), "%d normal slots free, guaranteed to %d other budgets",
-					 l->fr.nfree, l->fr.n);
+			snprintf(detail, sizeof(detail), "%d normal slots free, %u guaranteed to other budgets",
+					 l->fr.nfree, l->fr.unused);
 			break;
 		default:
 			if (l->would_refuse_floors)
 			{
 				kind = CG_EVENT_WOULD_REFUSE_FOR_FLOORS;
-				snprintf(detail, sizeof(detail), "%d normal slots free, guaranteed to %d other budgets",
-						 l->fr.nfree, l->fr.n);
+				snprintf(detail, sizeof(detail), "%d normal slots free, %u guaranteed to other budgets",
+						 l->fr.nfree, l->fr.unused);
 			}
 			else if (l->would_refuse)
 			{

@@ -108,6 +108,11 @@ for i in $(seq 1 10); do client "core-api-more" core_api 12; done
 sleep 1.5
 sql "SELECT budget, total, min_connections, guaranteed_unused FROM conngov.usage() WHERE budget IN ('core_api', '(unbudgeted)') ORDER BY budget"
 
+say "The storm ends (its sessions are terminated)"
+sql "SELECT count(pg_terminate_backend(pid)) AS ended FROM conngov.sessions() WHERE login_application_name LIKE 'adhoc-%'"
+sleep 1
+sql "SELECT normal_free, guaranteed_unused, shared_free FROM conngov.headroom()"
+
 say "Waiting instead of refusing (1.1): aggregation_worker gets login_wait 10 s"
 sql "UPDATE conngov.budgets SET login_wait = '10 s' WHERE name = 'aggregation_worker'"
 sql "SELECT conngov.reload() AS budgets_loaded"
@@ -119,7 +124,7 @@ sleep 1
 sql "SELECT budget, total, max_connections, waiting FROM conngov.usage() WHERE budget = 'aggregation_worker'"
 say "One aggregation_worker connection ends: the waiting login takes its place"
 sql "SELECT count(pg_terminate_backend(pid)) AS ended FROM (SELECT pid FROM conngov.sessions() WHERE budget = 'aggregation_worker' LIMIT 1) s"
-wait "$waiter"
+wait "$waiter" || true
 sql "SELECT kind, budget, detail FROM conngov.events() WHERE kind IN ('waited', 'refused_for_floors') ORDER BY at DESC LIMIT 3"
 
 say "Counters and health"
@@ -127,6 +132,6 @@ sql "SELECT budget, admitted, refused, refused_for_floors, waited, round(wait_se
 sql "SELECT jsonb_pretty(conngov.health() - 'checks') AS health"
 
 say "Server log lines written by conngov"
-grep -E -A2 "conngov|connection budget" "$work/server.log" | grep -v "^--" | sed 's/^/  /'
+grep -E -A2 "conngov|connection budget" "$work/server.log" | grep -v "^--" | head -40 | sed 's/^/  /'
 
 say "Done: the cluster is removed"

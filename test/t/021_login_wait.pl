@@ -203,6 +203,32 @@ is( $m->query_safe(
 		"SELECT count(*) FROM conngov.events() WHERE kind = 'waited' AND budget = 'queued'"),
 	'4', 'one waited event per admitted waiter');
 
+# a publish while logins wait: raising the budget admits the oldest at
+# once; dropping the budget admits the others unbudgeted
+my $wa = start_waiter('queued-wa', 1);
+my $wb = start_waiter('queued-wb', 2);
+$m->query_safe(
+	"UPDATE conngov.budgets SET max_connections = 3 WHERE name = 'queued'");
+cg_poll_is($node,
+	"SELECT count(*) FROM pg_stat_activity WHERE application_name = 'queued-wa' AND state = 'active'",
+	'1', 'a raised budget admits the oldest waiter', monitor => $m);
+is(waiting(), 1, '... the other still waits (re-matched to the new budgets)');
+$m->query_safe("DELETE FROM conngov.budgets WHERE name = 'queued'");
+cg_poll_is($node,
+	"SELECT count(*) FROM pg_stat_activity WHERE application_name = 'queued-wb' AND state = 'active'",
+	'1', 'a dropped budget admits its waiter, unbudgeted', monitor => $m);
+is( $m->query_safe(
+		"SELECT budget FROM conngov.sessions() WHERE login_application_name = 'queued-wb'"),
+	'(unbudgeted)', '... charged as unbudgeted');
+$m->query_safe(
+	"SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name IN ('queued-wa', 'queued-wb')"
+);
+$_->{h}->finish for ($wa, $wb);
+$m->query_safe(
+	"INSERT INTO conngov.budgets (name, application_pattern, role_name, max_connections, login_wait, max_waiting) VALUES ('queued', 'queued%', 'regress_app', 2, '50 s', 3)"
+);
+cg_poll_for($node, "SELECT conngov.reload()", '3', monitor => $m);
+
 # a crash leaves no waiter counted
 my $w8 = start_waiter('queued-w8', 1);
 @wp = waiter_pids();
