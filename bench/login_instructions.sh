@@ -7,9 +7,10 @@
 # median of 5 logins.  Runs as an unprivileged user with PostgreSQL's bin
 # directory in PATH (or CG_PG_BIN) and conngov installed; needs valgrind.
 # About 2 minutes.
+set -uo pipefail
 export LC_ALL=C
 if [ -n "${CG_PG_BIN:-}" ]; then PATH="$CG_PG_BIN:$PATH"; fi
-d=$(mktemp -d /tmp/wt13-cg.XXXXXX)
+d=$(mktemp -d /tmp/conngov-cg.XXXXXX)
 initdb -D $d/b -A trust >/dev/null
 cat >> $d/b/postgresql.conf <<CONF
 listen_addresses = ''
