@@ -282,14 +282,16 @@ cg_refuse_for_floors(const char *budget_name, const CgFloorRefusal *fr)
 	}
 	if (fr->n > shown)
 		appendStringInfo(&list, " and %d other budgets", fr->n - shown);
-	if (fr->n == 0)
-		appendStringInfoString(&list, "\"(none left)\"");
 
 	cg_hide_refusal = !cg_log_refusals;
+	/* fr->n is 0 only past the CG_MAX_FLOOR_LIST floor budgets listed */
 	ereport(FATAL,
 			(errcode(ERRCODE_TOO_MANY_CONNECTIONS),
 			 errmsg("connection budget \"%s\": the free connection slots are guaranteed to other budgets",
 					budget_name),
+			 fr->n == 0 ?
+			 errdetail("%d normal connection %s free; other budgets are guaranteed them.",
+					   fr->nfree, fr->nfree == 1 ? "slot is" : "slots are") :
 			 errdetail("%d normal connection %s free; %s %s %s guaranteed them.",
 					   fr->nfree, fr->nfree == 1 ? "slot is" : "slots are",
 					   fr->n == 1 ? "budget" : "budgets", list.data,

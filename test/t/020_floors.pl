@@ -197,6 +197,24 @@ cg_gate_release($gate);
 classify($storm);
 cg_gate_close($gate);
 
+# two floor budgets: both named in the refusal, both kept
+cg_set_budgets($node,
+	'name, application_pattern, role_name, max_connections, min_connections',
+	"('core_api', 'core-api%', 'regress_app', 30, 20)",
+	"('admin_api', 'admin-api%', 'regress_app', 10, 5)",
+	"('batch', 'batch%', NULL, 200, 0)");
+$storm = storm(150, 'batch-storm');
+is($g->query_safe('SELECT normal_free || \'|\' || guaranteed_unused FROM conngov.headroom()'),
+	'25|25', 'two floors: the storm leaves 20 + 5 slots free');
+cg_gate_release($gate);
+my $r2 = classify($storm);
+cg_gate_close($gate);
+is($r2->{admitted}, 71, 'two floors: the storm got 97 - 25 - 1 = 71');
+like(
+	(grep { /guaranteed/ } @{ $r2->{errors} })[0] // '',
+	qr/DETAIL:  \d+ normal connection slots? (?:is|are) free; budgets "admin_api" \(5 unused of 5 guaranteed\) and "core_api" \(20 unused of 20 guaranteed\) are guaranteed them\./,
+	'two floors: the refusal names both budgets');
+
 cg_gate_quit($gate);
 $node->stop;
 done_testing();
