@@ -14,9 +14,14 @@
  * is free.  Sorting (priority, then name in byte order) and the interval
  * arithmetic happen here in C.
  *
+ * A table of extension version 1.0 (the 1.1 library before ALTER EXTENSION
+ * conngov UPDATE) lacks min_connections, login_wait and max_waiting: its
+ * rows load with their defaults (no floor, no wait).
+ *
  * Publishing takes the lock exclusively for a copy and a pass over the
- * session slots, which re-matches every counted session to the new budgets
- * and recomputes the totals.
+ * session slots, which re-matches every counted session (and every login
+ * waiting for a place) to the new budgets and recomputes the totals and
+ * the floors' aggregates.
  *
  * Copyright (c) 2026, conngov developers
  *

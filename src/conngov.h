@@ -207,6 +207,11 @@ typedef struct CgEvent
  *   loader_reason (written by the loader, read by the worker), and
  *   load_reason (written by the worker and the loader, read by health()).
  * - reload_requested/reload_done: atomics; reload_cv wakes reload() callers.
+ * - 1.1: has_floors, floors_sum, nfloors, floor_list under lock (written
+ *   by a publish); floors_unused and wait_ticket_next are atomics changed
+ *   under the shared lock (and set by a publish).  A budget's wait_cv is
+ *   broadcast by every release of a budget with waiters, after the waiting
+ *   logins' own sleep holds no lock.
  */
 typedef struct CgSharedState
 {

@@ -7,6 +7,14 @@
  * one CgSession per backend (indexed by PGPROC number) and the events ring
  * of conngov.event_capacity entries.  The lock rules are in conngov.h.
  *
+ * 1.1 adds, without changing that layout: per-budget wait counters and a
+ * condition variable in CgCounters (initialised once here, never at a
+ * publish, since waiting logins may sleep on it), a ticket and a budget
+ * per session slot for logins waiting for a place, and the floors'
+ * aggregates in CgSharedState.  cg_charge_budget() and cg_release_budget()
+ * keep floors_unused exact; cg_publish_aggregates(), cg_publish_waiters()
+ * and cg_wake_waiters() are what a publish must call.
+ *
  * Copyright (c) 2026, conngov developers
  *
  * IDENTIFICATION
