@@ -210,8 +210,8 @@ typedef struct CgEvent
  * - 1.1: has_floors, floors_sum, nfloors, floor_list under lock (written
  *   by a publish); floors_unused and wait_ticket_next are atomics changed
  *   under the shared lock (and set by a publish).  A budget's wait_cv is
- *   broadcast by every release of a budget with waiters, after the waiting
- *   logins' own sleep holds no lock.
+ *   broadcast by every release of a budget that has waiters; the waiting
+ *   logins sleep on it holding no lock.
  */
 typedef struct CgSharedState
 {

@@ -105,6 +105,7 @@ case "$what" in
 		run_make installcheck
 		if [ "$status" = 0 ]; then
 			cg_as_test_user "$CG_BUILD_DIR" bash bench/run.sh --smoke || status=1
+			cg_as_test_user "$CG_BUILD_DIR" bash bench/storm_wait.sh --smoke || status=1
 		fi
 		;;
 	long)
