@@ -29,6 +29,10 @@ while [ $# -gt 0 ]; do
 	shift
 done
 if [ -n "${CG_PG_BIN:-}" ]; then PATH="$CG_PG_BIN:$PATH"; fi
+if ! python3 -c 'import ctypes; ctypes.CDLL("libpq.so.5")' 2>/dev/null; then
+	echo "storm_wait: needs python3 and libpq.so.5 (Debian: python3, libpq5); skipped" >&2
+	exit 0
+fi
 here=$(cd "$(dirname "$0")" && pwd)
 
 dir=$(mktemp -d /tmp/conngov-storm.XXXXXX)
