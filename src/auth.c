@@ -14,6 +14,37 @@
  * taken, so a FATAL later in startup (unknown database, PostgreSQL's own
  * reserved-slot refusal) or any other exit gives it back.
  *
+ * Floors (1.1, cg_floors_refuse).  A login not within its own budget's
+ * floor is refused when the free normal slots are fewer than the unused
+ * floors of the enforce budgets (floors_unused, kept exact by every charge
+ * and release).  Racing logins must err on the side of the floor, so the
+ * free slots are counted FIRST and the unused floors read AFTER:
+ *  - every login holds its PGPROC before it gets here, so the free count
+ *    already leaves out each login racing with this one, admitted or not;
+ *  - a floor budget's session that ends gives its charge back (unused
+ *    floors go up) before its PGPROC is freed (free slots go up), so a
+ *    later read of the unused floors is never older than the free count;
+ *  - a floor budget's login that is charged meanwhile lowers the unused
+ *    floors, but its PGPROC was already counted as taken.
+ * HaveNFreeProcs() needs the number to look for before it counts, so the
+ * unused floors are read once before (the number) and once after; when
+ * they went up in between, the count is made again.  Reading them too high
+ * refuses one login too many in a race, never one too few.  A login
+ * within its floor whose PGPROC is there but whose reserved-slot check
+ * would fail because refused logins still hold theirs waits up to
+ * CG_TRANSIENT_WAIT_MS for them to leave.  With no floor configured the
+ * check is one flag test.
+ *
+ * Waiting (1.1, cg_wait_for_place).  A login over a budget with
+ * login_wait takes a ticket (a global counter: smaller is older) and waits
+ * on the budget's condition variable, without any lock, until it is the
+ * oldest waiter of the budget and a place is free; a release broadcasts.
+ * A newcomer finding others waiting queues behind them.  The wait ends at
+ * login_wait (refused, DETAIL with the time waited), or before
+ * authentication_timeout would end it, or when the client goes away
+ * (checked every CG_WAIT_TICK_MS); the exit callback leaves the queue on
+ * every path (cancel, terminate, FATAL).
+ *
  * Copyright (c) 2026, conngov developers
  *
  * IDENTIFICATION
@@ -27,16 +58,25 @@
 #include <netdb.h>
 
 #include "common/ip.h"
+#include "lib/stringinfo.h"
 #include "libpq/auth.h"
+#include "libpq/libpq.h"
 #include "libpq/libpq-be.h"
 #include "miscadmin.h"
 #include "replication/walsender.h"
 #include "storage/ipc.h"
 #include "utils/acl.h"
 #include "utils/elog.h"
+#include "utils/timeout.h"
+#include "utils/timestamp.h"
 
 #include "compat.h"
 #include "conngov.h"
+
+/* How long a login within its floor waits for refused logins to leave. */
+#define CG_TRANSIENT_WAIT_MS	1000
+/* Budgets named in a floor refusal's DETAIL. */
+#define CG_FLOOR_NAMES	5
 
 static ClientAuthentication_hook_type prev_ClientAuthentication = NULL;
 static emit_log_hook_type prev_emit_log_hook = NULL;
@@ -46,6 +86,25 @@ static int	cg_my_slot = -1;
 static bool cg_exit_registered = false;
 /* Set just before a refusal when conngov.log_refusals is off. */
 static bool cg_hide_refusal = false;
+/* This backend's slot while it waits for a place (login_wait), else -1. */
+static int	cg_wait_slot = -1;
+static TimestampTz cg_wait_start = 0;
+
+/* The floor budgets a refusal names, copied out under the lock. */
+typedef struct CgFloorRefusal
+{
+	int			nfree;			/* normal slots free when refused */
+	uint32		unused;			/* the unused floors that refused it */
+	int			n;				/* budgets with unused floors */
+	struct
+	{
+		char		name[NAMEDATALEN];
+		uint32		unused;
+		int32		min_connections;
+	}			b[CG_FLOOR_NAMES];
+} CgFloorRefusal;
+
+static void cg_leave_queue(bool timed_out);
 
 /*
  * cg_release: before_shmem_exit callback giving the charge back.  Runs on
@@ -56,8 +115,13 @@ static void
 cg_release(int code, Datum arg)
 {
 	CgSession  *s;
+	int			wake = CG_NOT_CHARGED;
 
-	if (cg_my_slot < 0 || cg_shared == NULL)
+	if (cg_shared == NULL)
+		return;
+	if (cg_wait_slot >= 0)
+		cg_leave_queue(false);
+	if (cg_my_slot < 0)
 		return;
 
 	s = &cg_sessions[cg_my_slot];
@@ -68,10 +132,13 @@ cg_release(int code, Datum arg)
 		int			charge = (int32) pg_atomic_exchange_u32(&s->charge,
 															(uint32) CG_NOT_CHARGED);
 
-		if (charge != CG_NOT_CHARGED)
-			pg_atomic_fetch_sub_u32(&cg_slot_counters(charge)->total, 1);
+		/* a place freed: the oldest waiter takes it (the CV outlives publishes) */
+		if (charge != CG_NOT_CHARGED && cg_release_slot(charge))
+			wake = charge;
 	}
 	s->pid = 0;
+	if (wake >= 0)
+		ConditionVariableBroadcast(&cg_slots[wake].c.wait_cv);
 	LWLockRelease(cg_shared->lock);
 	cg_my_slot = -1;
 }
@@ -104,11 +171,13 @@ cg_is_exempt(const char *role_name)
 }
 
 /*
- * cg_refuse: the FATAL of a refused login, with the SPEC's wording.  The
- * message is the one server log line unless conngov.log_refusals is off.
+ * cg_refuse: the FATAL of a refused login, with the SPEC's wording;
+ * "extra" (or NULL) is one more sentence of DETAIL (how long it waited,
+ * how many wait).  The message is the one server log line unless
+ * conngov.log_refusals is off.
  */
 static void
-cg_refuse(const CgBudget *b, uint32 in_use)
+cg_refuse(const CgBudget *b, uint32 in_use, const char *extra)
 {
 	char		filter[3 * NAMEDATALEN + 64];
 
@@ -124,30 +193,556 @@ cg_refuse(const CgBudget *b, uint32 in_use)
 	ereport(FATAL,
 			(errcode(ERRCODE_TOO_MANY_CONNECTIONS),
 			 errmsg("connection budget \"%s\" exhausted", b->name),
-			 errdetail_plural("Budget \"%s\" allows %d connection (%s); %u %s in use.",
-							  "Budget \"%s\" allows %d connections (%s); %u %s in use.",
+			 errdetail_plural("Budget \"%s\" allows %d connection (%s); %u %s in use.%s%s",
+							  "Budget \"%s\" allows %d connections (%s); %u %s in use.%s%s",
 							  b->max_connections,
 							  b->name, b->max_connections, filter, in_use,
-							  in_use == 1 ? "is" : "are"),
+							  in_use == 1 ? "is" : "are",
+							  extra ? " " : "", extra ? extra : ""),
 			 errhint("Close idle connections of this application, or raise conngov.budgets.max_connections for \"%s\".",
 					 b->name)));
 }
 
+/*---- floors ----*/
+
 /*
- * cg_ClientAuthentication: chain the previous hook, then match and charge.
+ * cg_floors_refuse: whether a login just charged to budget (or
+ * CG_UNBUDGETED), in_use being the budget's total with it, leaves fewer
+ * free normal slots than the unused floors of the enforce budgets.  A
+ * login within its own budget's floor is never refused for floors.  The
+ * order of the reads is the file header's.  When refused, fills *fr with
+ * what the DETAIL names.  Caller holds the lock, shared; O(1) when no
+ * floor is configured.
+ */
+static bool
+cg_floors_refuse(int budget, uint32 in_use, CgFloorRefusal *fr)
+{
+	int			nreserved = CG_SUPERUSER_RESERVED() + CG_RESERVED_CONNECTIONS();
+	uint32		unused;
+	uint32		again;
+	bool		enough;
+	int			i;
+
+	if (!cg_shared->has_floors)
+		return false;
+	if (budget >= 0 && !cg_budgets[budget].monitor &&
+		in_use <= (uint32) cg_budgets[budget].min_connections)
+		return false;
+
+	/* free slots first, unused floors after (see the file header) */
+	unused = pg_atomic_read_u32(&cg_shared->floors_unused);
+	for (;;)
+	{
+		enough = cg_have_free_procs((int) unused + nreserved);
+		pg_memory_barrier();
+		again = pg_atomic_read_u32(&cg_shared->floors_unused);
+		if (again <= unused)
+			break;
+		unused = again;
+	}
+	if (enough)
+		return false;
+
+	fr->nfree = Max(cg_free_procs() - nreserved, 0);
+	fr->unused = unused;
+	fr->n = 0;
+	for (i = 0; i < Min(cg_shared->nfloors, CG_MAX_FLOOR_LIST); i++)
+	{
+		int			f = cg_shared->floor_list[i];
+		uint32		u = cg_unused_floor(f);
+
+		if (f == budget || u == 0)
+			continue;
+		if (fr->n < CG_FLOOR_NAMES)
+		{
+			strlcpy(fr->b[fr->n].name, cg_budgets[f].name, NAMEDATALEN);
+			fr->b[fr->n].unused = u;
+			fr->b[fr->n].min_connections = cg_budgets[f].min_connections;
+		}
+		fr->n++;
+	}
+	return true;
+}
+
+/*
+ * cg_refuse_for_floors: the FATAL of a login refused for the others'
+ * floors, with the SPEC's wording.
+ */
+static void
+cg_refuse_for_floors(const char *budget_name, const CgFloorRefusal *fr)
+{
+	StringInfoData list;
+	int			shown = Min(fr->n, CG_FLOOR_NAMES);
+	int			i;
+
+	initStringInfo(&list);
+	for (i = 0; i < shown; i++)
+	{
+		if (i > 0)
+			appendStringInfoString(&list,
+								   (i == shown - 1 && fr->n <= shown) ? " and " : ", ");
+		appendStringInfo(&list, "\"%s\" (%u unused of %d guaranteed)",
+						 fr->b[i].name, fr->b[i].unused,
+						 fr->b[i].min_connections);
+	}
+	if (fr->n > shown)
+		appendStringInfo(&list, " and %d other budgets", fr->n - shown);
+
+	cg_hide_refusal = !cg_log_refusals;
+	/* fr->n is 0 only past the CG_MAX_FLOOR_LIST floor budgets listed */
+	ereport(FATAL,
+			(errcode(ERRCODE_TOO_MANY_CONNECTIONS),
+			 errmsg("connection budget \"%s\": the free connection slots are guaranteed to other budgets",
+					budget_name),
+			 fr->n == 0 ?
+			 errdetail("%d normal connection %s free; other budgets are guaranteed them.",
+					   fr->nfree, fr->nfree == 1 ? "slot is" : "slots are") :
+			 errdetail("%d normal connection %s free; %s %s %s guaranteed them.",
+					   fr->nfree, fr->nfree == 1 ? "slot is" : "slots are",
+					   fr->n == 1 ? "budget" : "budgets", list.data,
+					   fr->n == 1 ? "is" : "are"),
+			 errhint("Lower min_connections of those budgets or raise max_connections of the server.")));
+}
+
+/*
+ * cg_wait_transient: a login within its budget's floor has its PGPROC, but
+ * PostgreSQL's reserved-slot check (right after this hook) would refuse it
+ * because logins being refused still hold theirs for a moment.  Wait for
+ * them to leave, at most CG_TRANSIENT_WAIT_MS; no lock held.
+ */
+static void
+cg_wait_transient(void)
+{
+	int			nreserved = CG_SUPERUSER_RESERVED() + CG_RESERVED_CONNECTIONS();
+	int			waited = 0;
+
+	while (nreserved > 0 && !cg_have_free_procs(nreserved) &&
+		   waited < CG_TRANSIENT_WAIT_MS)
+	{
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 5, cg_wait_event_login());
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+		waited += 5;
+	}
+}
+
+/*---- waiting for a place (login_wait) ----*/
+
+/* Seconds since the wait began, for messages. */
+static double
+cg_waited_seconds(void)
+{
+	long		secs;
+	int			usecs;
+
+	TimestampDifference(cg_wait_start, GetCurrentTimestamp(), &secs, &usecs);
+	return secs + usecs / 1000000.0;
+}
+
+/*
+ * cg_join_queue: take a ticket for budget and count this login as
+ * waiting.  Caller holds the lock, shared, and has checked max_waiting.
+ */
+static void
+cg_join_queue(CgSession *s, int slot, int budget)
+{
+	CgCounters *c = cg_counters(budget);
+
+	s->wait_slot = cg_budget_slot(budget);
+	pg_write_barrier();
+	pg_atomic_write_u64(&s->wait_ticket,
+						pg_atomic_fetch_add_u64(&cg_shared->wait_ticket_next, 1));
+	pg_atomic_fetch_add_u32(&c->waiting, 1);
+	pg_atomic_fetch_add_u64(&c->waited, 1);
+	cg_wait_slot = slot;
+	cg_wait_start = GetCurrentTimestamp();
+}
+
+/*
+ * cg_leave_queue_locked: give the ticket back; the time waited goes to
+ * the budget's wait_seconds_total (and wait_timeouts when timed_out).
+ * Returns the budget whose waiters should look again (CG_NOT_CHARGED if
+ * none).  Caller holds the lock, shared.
+ */
+static int
+cg_leave_queue_locked(bool timed_out)
+{
+	CgSession  *s = &cg_sessions[cg_wait_slot];
+	int			wslot = s->wait_slot;
+	TimestampTz now = GetCurrentTimestamp();
+
+	pg_atomic_write_u64(&s->wait_ticket, 0);
+	s->wait_slot = CG_NOT_CHARGED;
+	cg_wait_slot = -1;
+	if (wslot < 0)
+		return CG_NOT_CHARGED;
+	pg_atomic_fetch_sub_u32(&cg_slots[wslot].c.waiting, 1);
+	pg_atomic_fetch_add_u64(&cg_slots[wslot].c.wait_us_total,
+							(uint64) Max(now - cg_wait_start, 0));
+	if (timed_out)
+		pg_atomic_fetch_add_u64(&cg_slots[wslot].c.wait_timeouts, 1);
+	return wslot;
+}
+
+/*
+ * cg_leave_queue: cg_leave_queue_locked taking the lock, then wake the
+ * next waiter (it may be the oldest now).  Also the exit callback's
+ * first step: cancel, terminate, a lost client.
+ */
+static void
+cg_leave_queue(bool timed_out)
+{
+	int			wslot;
+
+	ConditionVariableCancelSleep();
+	LWLockAcquire(cg_shared->lock, LW_SHARED);
+	wslot = cg_leave_queue_locked(timed_out);
+	if (wslot >= 0)
+		ConditionVariableBroadcast(&cg_slots[wslot].c.wait_cv);
+	LWLockRelease(cg_shared->lock);
+}
+
+/*
+ * cg_oldest_waiter: whether no other login waits for the budget of
+ * counter slot wslot with an older ticket.  One pass over the session slots: only waiting logins
+ * run it, when woken.  Caller holds the lock, shared.
+ */
+static bool
+cg_oldest_waiter(int wslot, uint64 ticket)
+{
+	int			i;
+
+	for (i = 0; i < cg_nsessions; i++)
+	{
+		uint64		t;
+
+		if (i == cg_wait_slot)
+			continue;
+		t = pg_atomic_read_u64(&cg_sessions[i].wait_ticket);
+		pg_read_barrier();
+		if (t != 0 && t < ticket && cg_sessions[i].wait_slot == wslot)
+			return false;
+	}
+	return true;
+}
+/*---- the login ----*/
+
+typedef enum CgVerdict
+{
+	CG_ADMITTED,
+	CG_REFUSED,					/* over the budget (after waiting, if it did) */
+	CG_QUEUE_FULL,				/* over the budget, max_waiting already wait */
+	CG_REFUSED_FLOORS,			/* the free slots are others' floors */
+	CG_WAIT						/* queued: cg_wait_for_place() decides */
+} CgVerdict;
+
+/* One login's figures, kept for the messages after the lock is gone. */
+typedef struct CgLogin
+{
+	int			budget;			/* index or CG_UNBUDGETED */
+	bool		exempt;
+	uint32		in_use;
+	uint32		waiting;		/* CG_QUEUE_FULL: logins waiting */
+	bool		would_refuse;	/* admitted over the budget, recorded */
+	bool		would_refuse_floors;
+	bool		waited;
+	double		waited_s;
+	char		budget_name[NAMEDATALEN];
+	CgBudget	hit;			/* the budget's policy part */
+	CgFloorRefusal fr;
+} CgLogin;
+
+/* Note the budget charged (or considered) for the messages. */
+static void
+cg_note_budget(CgLogin *l, int budget)
+{
+	l->budget = budget;
+	if (budget == CG_UNBUDGETED)
+	{
+		memset(&l->hit, 0, sizeof(CgBudget));
+		strlcpy(l->budget_name, CG_UNBUDGETED_NAME, NAMEDATALEN);
+		return;
+	}
+	memcpy(&l->hit, &cg_budgets[budget], sizeof(CgBudget));
+	strlcpy(l->budget_name, l->hit.name, NAMEDATALEN);
+}
+
+/*
+ * cg_take_slot: the login is admitted, charged to budget: make the
+ * session visible (identity first, pid last).  Lock held, shared.
+ */
+static void
+cg_take_slot(CgSession *s, int slot, int budget)
+{
+	pg_atomic_fetch_add_u64(&cg_counters(budget)->admitted, 1);
+	s->idle_noted_since = 0;
+	s->idle_noted_ended = false;
+	pg_atomic_write_u32(&s->charge, (uint32) cg_budget_slot(budget));
+	pg_write_barrier();
+	s->pid = MyProcPid;
+	cg_my_slot = slot;
+}
+
+/*
+ * cg_after_charge_locked: the login is charged to l->budget; refuse it
+ * for the others' floors (giving the charge back) or admit it.  Lock
+ * held, shared.
+ */
+static CgVerdict
+cg_after_charge_locked(CgSession *s, int slot, CgLogin *l)
+{
+	CgCounters *c = cg_counters(l->budget);
+
+	if (!l->exempt && cg_mode != CG_MODE_OFF &&
+		cg_floors_refuse(l->budget, l->in_use, &l->fr))
+	{
+		if (cg_mode == CG_MODE_ENFORCE && !l->hit.monitor)
+		{
+			if (cg_release_budget(l->budget))
+				ConditionVariableBroadcast(&c->wait_cv);
+			pg_atomic_fetch_add_u64(&c->refused_for_floors, 1);
+			pg_atomic_write_u64(&c->last_refused_at,
+								(uint64) GetCurrentTimestamp());
+			return CG_REFUSED_FLOORS;
+		}
+		l->would_refuse_floors = true;
+		pg_atomic_fetch_add_u64(&c->would_refuse, 1);
+	}
+	cg_take_slot(s, slot, l->budget);
+	return CG_ADMITTED;
+}
+
+/*
+ * cg_decide_locked: charge the login to l->budget, or refuse it, or queue
+ * it (login_wait).  Lock held, shared.
+ */
+static CgVerdict
+cg_decide_locked(CgSession *s, int slot, CgLogin *l)
+{
+	CgBudget   *b;
+	CgCounters *c = cg_counters(l->budget);
+	bool		enforce;
+
+	cg_note_budget(l, l->budget);
+	if (l->budget == CG_UNBUDGETED)
+	{
+		(void) cg_charge_budget(l->budget, -1, &l->in_use);
+		return cg_after_charge_locked(s, slot, l);
+	}
+
+	b = &cg_budgets[l->budget];
+	enforce = (cg_mode == CG_MODE_ENFORCE && !b->monitor && !l->exempt);
+	if (enforce && b->login_wait_ms > 0 && pg_atomic_read_u32(&c->waiting) > 0)
+	{
+		/* first come, first served: behind the logins already waiting */
+	}
+	else if (cg_charge_budget(l->budget, b->max_connections, &l->in_use))
+		return cg_after_charge_locked(s, slot, l);
+	else if (!enforce)
+	{
+		/* monitor, off or exempt: admitted over the budget */
+		l->would_refuse = !l->exempt && cg_mode != CG_MODE_OFF;
+		if (l->would_refuse)
+			pg_atomic_fetch_add_u64(&c->would_refuse, 1);
+		(void) cg_charge_budget(l->budget, -1, &l->in_use);
+		return cg_after_charge_locked(s, slot, l);
+	}
+	else if (b->login_wait_ms == 0)
+	{
+		pg_atomic_fetch_add_u64(&c->refused, 1);
+		pg_atomic_write_u64(&c->last_refused_at, (uint64) GetCurrentTimestamp());
+		return CG_REFUSED;
+	}
+
+	/* over the budget, or others wait: queue, unless max_waiting do */
+	l->in_use = pg_atomic_read_u32(&c->total);
+	l->waiting = pg_atomic_read_u32(&c->waiting);
+	if (l->waiting >= (uint32) b->max_waiting)
+	{
+		pg_atomic_fetch_add_u64(&c->refused, 1);
+		pg_atomic_write_u64(&c->last_refused_at, (uint64) GetCurrentTimestamp());
+		return CG_QUEUE_FULL;
+	}
+	cg_join_queue(s, slot, l->budget);
+	return CG_WAIT;
+}
+
+/*
+ * cg_wait_for_place: the login is queued (cg_join_queue); wait, holding
+ * no lock, until it is the oldest waiter of its budget and a place is
+ * free, or until login_wait has passed (CG_REFUSED), whichever comes
+ * first.  A publish may move the waiter to another budget (or none:
+ * admitted unbudgeted).  Ends the backend when the client went away.
+ */
+static CgVerdict
+cg_wait_for_place(CgSession *s, int slot, CgLogin *l)
+{
+	uint64		ticket = pg_atomic_read_u64(&s->wait_ticket);
+	TimestampTz deadline = cg_wait_start + l->hit.login_wait_ms * 1000;
+
+	/* authentication_timeout would end the login: stop 100 ms short of it */
+	if (get_timeout_active(STATEMENT_TIMEOUT))
+		deadline = Min(deadline,
+					   get_timeout_finish_time(STATEMENT_TIMEOUT) - 100 * 1000);
+
+	for (;;)
+	{
+		ConditionVariable *cv;
+		TimestampTz now;
+		int			wslot;
+		int			budget;
+		int			wake;
+		long		sleep_ms;
+
+		LWLockAcquire(cg_shared->lock, LW_SHARED);
+		/* a publish re-matches waiters: the slot is one of the active set */
+		wslot = s->wait_slot;
+		budget = wslot >= 0 ? cg_slots[wslot].index[cg_shared->active] :
+			CG_UNBUDGETED;
+		if (budget < 0)
+			budget = CG_UNBUDGETED;
+		if (budget == CG_UNBUDGETED || cg_oldest_waiter(wslot, ticket))
+		{
+			int64		limit = -1;
+
+			if (budget >= 0 && cg_mode == CG_MODE_ENFORCE &&
+				!cg_budgets[budget].monitor)
+				limit = cg_budgets[budget].max_connections;
+			if (cg_charge_budget(budget, limit, &l->in_use))
+			{
+				CgVerdict	v;
+
+				l->waited_s = cg_waited_seconds();
+				wake = cg_leave_queue_locked(false);
+				cg_note_budget(l, budget);
+				v = cg_after_charge_locked(s, slot, l);
+				/* the next waiter may find a place too */
+				if (wake >= 0)
+					ConditionVariableBroadcast(&cg_slots[wake].c.wait_cv);
+				LWLockRelease(cg_shared->lock);
+				ConditionVariableCancelSleep();
+				return v;
+			}
+		}
+		cv = &cg_slots[wslot].c.wait_cv;
+		cg_note_budget(l, budget);
+		l->in_use = pg_atomic_read_u32(&cg_counters(budget)->total);
+		LWLockRelease(cg_shared->lock);
+
+		now = GetCurrentTimestamp();
+		if (now >= deadline)
+		{
+			l->waited_s = cg_waited_seconds();
+			LWLockAcquire(cg_shared->lock, LW_SHARED);
+			wake = cg_leave_queue_locked(true);
+			if (wake >= 0)
+			{
+				pg_atomic_fetch_add_u64(&cg_slots[wake].c.refused, 1);
+				pg_atomic_write_u64(&cg_slots[wake].c.last_refused_at,
+									(uint64) now);
+				ConditionVariableBroadcast(&cg_slots[wake].c.wait_cv);
+			}
+			LWLockRelease(cg_shared->lock);
+			ConditionVariableCancelSleep();
+			return CG_REFUSED;
+		}
+		/* a client that went away frees its place in the queue */
+		if (!pq_check_connection())
+		{
+			cg_leave_queue(false);
+			ereport(FATAL,
+					(errcode(ERRCODE_CONNECTION_FAILURE),
+					 errmsg("connection budget \"%s\": the client went away while waiting for a place",
+							l->budget_name)));
+		}
+		sleep_ms = Min((long) CG_WAIT_TICK_MS, (long) ((deadline - now + 999) / 1000));
+		(void) ConditionVariableTimedSleep(cv, sleep_ms, cg_wait_event_login());
+	}
+}
+
+/*
+ * cg_login_event: the event of a login that was not simply admitted.
+ */
+static void
+cg_login_event(Port *port, const CgSession *s, const CgLogin *l, CgVerdict v)
+{
+	char		detail[128];
+	char		addr[NI_MAXHOST];
+	CgEventKind kind;
+
+	switch (v)
+	{
+		case CG_REFUSED:
+			kind = l->waited ? CG_EVENT_WAIT_TIMEOUT : CG_EVENT_REFUSED;
+			if (l->waited)
+				snprintf(detail, sizeof(detail), "waited %.1f s; %u in use, limit %d",
+						 l->waited_s, l->in_use, l->hit.max_connections);
+			else
+				snprintf(detail, sizeof(detail), "%u in use, limit %d",
+						 l->in_use, l->hit.max_connections);
+			break;
+		case CG_QUEUE_FULL:
+			kind = CG_EVENT_REFUSED;
+			snprintf(detail, sizeof(detail), "%u in use, limit %d; %u waiting, max_waiting %d",
+					 l->in_use, l->hit.max_connections, l->waiting,
+					 l->hit.max_waiting);
+			break;
+		case CG_REFUSED_FLOORS:
+			kind = CG_EVENT_REFUSED_FOR_FLOORS;
+			snprintf(detail, sizeof(detail), "%d normal slots free, %u guaranteed to other budgets",
+					 l->fr.nfree, l->fr.unused);
+			break;
+		default:
+			if (l->would_refuse_floors)
+			{
+				kind = CG_EVENT_WOULD_REFUSE_FOR_FLOORS;
+				snprintf(detail, sizeof(detail), "%d normal slots free, %u guaranteed to other budgets",
+						 l->fr.nfree, l->fr.unused);
+			}
+			else if (l->would_refuse)
+			{
+				kind = CG_EVENT_WOULD_REFUSE;
+				snprintf(detail, sizeof(detail), "%u in use, limit %d",
+						 l->in_use, l->hit.max_connections);
+			}
+			else if (l->waited)
+			{
+				kind = CG_EVENT_WAITED;
+				snprintf(detail, sizeof(detail), "admitted after waiting %.1f s",
+						 l->waited_s);
+			}
+			else
+				return;
+			break;
+	}
+
+	addr[0] = '\0';
+	if ((port->raddr.addr.ss_family == AF_INET ||
+		 port->raddr.addr.ss_family == AF_INET6) &&
+		pg_getnameinfo_all(&port->raddr.addr, port->raddr.salen,
+						   addr, sizeof(addr), NULL, 0,
+						   NI_NUMERICHOST | NI_NUMERICSERV) == 0)
+		addr[strcspn(addr, "%")] = '\0';
+	else
+		addr[0] = '\0';
+
+	cg_add_event(kind, l->budget_name, MyProcPid, s->role_name,
+				 s->database_name, s->application_name, addr, detail);
+}
+
+/*
+ * cg_ClientAuthentication: chain the previous hook, then match and charge
+ * (or refuse, or wait).
  */
 static void
 cg_ClientAuthentication(Port *port, int status)
 {
 	CgSession  *s;
 	int			slot;
-	int			budget;
-	bool		exempt;
 	bool		unloaded;
-	bool		refused = false;
-	bool		would_refuse = false;
-	uint32		in_use = 0;
-	CgBudget	hit;
+	CgLogin		l;
+	CgVerdict	v;
 
 	if (prev_ClientAuthentication)
 		prev_ClientAuthentication(port, status);
@@ -159,7 +754,8 @@ cg_ClientAuthentication(Port *port, int status)
 	if (slot < 0 || slot >= cg_nsessions)
 		return;
 
-	exempt = cg_is_exempt(port->user_name);
+	memset(&l, 0, sizeof(l));
+	l.exempt = cg_is_exempt(port->user_name);
 
 	if (!cg_exit_registered)
 	{
@@ -174,54 +770,13 @@ cg_ClientAuthentication(Port *port, int status)
 			NAMEDATALEN);
 	strlcpy(s->role_name, port->user_name, NAMEDATALEN);
 	strlcpy(s->database_name, port->database_name, NAMEDATALEN);
-	s->exempt = exempt;
+	s->exempt = l.exempt;
 
 	LWLockAcquire(cg_shared->lock, LW_SHARED);
 	unloaded = (cg_shared->state == CG_STATE_UNLOADED);
-	budget = unloaded ? CG_UNBUDGETED :
+	l.budget = unloaded ? CG_UNBUDGETED :
 		cg_match_budget(s->application_name, s->role_name, s->database_name);
-
-	if (budget == CG_UNBUDGETED)
-		(void) cg_charge(cg_counters(budget), -1, &in_use);
-	else
-	{
-		CgBudget   *b = &cg_budgets[budget];
-		CgCounters *c = cg_counters(budget);
-
-		if (!cg_charge(c, b->max_connections, &in_use))
-		{
-			if (cg_mode == CG_MODE_ENFORCE && !b->monitor && !exempt)
-			{
-				refused = true;
-				pg_atomic_fetch_add_u64(&c->refused, 1);
-				pg_atomic_write_u64(&c->last_refused_at,
-									(uint64) GetCurrentTimestamp());
-			}
-			else
-			{
-				/* monitor, off or exempt: admitted over the budget */
-				would_refuse = !exempt && cg_mode != CG_MODE_OFF;
-				if (would_refuse)
-					pg_atomic_fetch_add_u64(&c->would_refuse, 1);
-				(void) cg_charge(c, -1, &in_use);
-			}
-			/* the events and the message need it after the lock is gone */
-			memcpy(&hit, b, sizeof(CgBudget));
-		}
-	}
-
-	if (!refused)
-	{
-		pg_atomic_fetch_add_u64(&cg_counters(budget)->admitted, 1);
-		s->idle_noted_since = 0;
-		s->idle_noted_ended = false;
-		pg_atomic_write_u32(&s->charge, (uint32) (budget == CG_UNBUDGETED ?
-												  CG_UNBUDGETED :
-												  cg_budgets[budget].slot));
-		pg_write_barrier();
-		s->pid = MyProcPid;
-		cg_my_slot = slot;
-	}
+	v = cg_decide_locked(s, slot, &l);
 	LWLockRelease(cg_shared->lock);
 
 	if (unloaded)
@@ -229,30 +784,37 @@ cg_ClientAuthentication(Port *port, int status)
 				(errmsg("conngov: budgets are not loaded yet, login of role \"%s\" admitted without a budget check",
 						port->user_name)));
 
-	if (would_refuse || refused)
+	if (v == CG_WAIT)
 	{
-		char		detail[128];
-		char		addr[NI_MAXHOST];
-
-		addr[0] = '\0';
-		if ((port->raddr.addr.ss_family == AF_INET ||
-			 port->raddr.addr.ss_family == AF_INET6) &&
-			pg_getnameinfo_all(&port->raddr.addr, port->raddr.salen,
-							   addr, sizeof(addr), NULL, 0,
-							   NI_NUMERICHOST | NI_NUMERICSERV) == 0)
-			addr[strcspn(addr, "%")] = '\0';
-		else
-			addr[0] = '\0';
-
-		snprintf(detail, sizeof(detail), "%u in use, limit %d",
-				 in_use, hit.max_connections);
-		cg_add_event(refused ? CG_EVENT_REFUSED : CG_EVENT_WOULD_REFUSE,
-					 hit.name, MyProcPid, s->role_name, s->database_name,
-					 s->application_name, addr, detail);
+		l.waited = true;
+		v = cg_wait_for_place(s, slot, &l);
 	}
 
-	if (refused)
-		cg_refuse(&hit, in_use);
+	cg_login_event(port, s, &l, v);
+
+	switch (v)
+	{
+		case CG_REFUSED:
+			cg_refuse(&l.hit, l.in_use,
+					  l.waited ? psprintf("The login waited %.1f s for a place.",
+										  l.waited_s) : NULL);
+			break;
+		case CG_QUEUE_FULL:
+			cg_refuse(&l.hit, l.in_use,
+					  psprintf("%u %s for a place already, the budget's max_waiting.",
+							   l.waiting, l.waiting == 1 ? "login waits" : "logins wait"));
+			break;
+		case CG_REFUSED_FLOORS:
+			cg_refuse_for_floors(l.budget_name, &l.fr);
+			break;
+		case CG_ADMITTED:
+		case CG_WAIT:
+			/* within its floor: do not lose to logins being refused */
+			if (l.budget >= 0 && !l.hit.monitor &&
+				l.in_use <= (uint32) l.hit.min_connections)
+				cg_wait_transient();
+			break;
+	}
 }
 
 /*

@@ -14,6 +14,10 @@
  * is free.  Sorting (priority, then name in byte order) and the interval
  * arithmetic happen here in C.
  *
+ * A table of extension version 1.0 (the 1.1 library before ALTER EXTENSION
+ * conngov UPDATE) lacks min_connections, login_wait and max_waiting: its
+ * rows load with their defaults (no floor, no wait).
+ *
  * Publishing fills the inactive budget set with no lock held, and takes the
  * lock exclusively only to make it the active one: a few words.  Counters
  * live in slots that follow a budget by name, so a budget that stays keeps
@@ -69,24 +73,37 @@ typedef enum CgColumnId
 	CG_COL_IDLE_IN_XACT_TIMEOUT,
 	CG_COL_IDLE_KEEP,
 	CG_COL_PRIORITY,
+	CG_COL_MIN_CONNECTIONS,
+	CG_COL_LOGIN_WAIT,
+	CG_COL_MAX_WAITING,
 	CG_NCOLUMNS
 } CgColumnId;
 
+/*
+ * "since" is the extension version that added the column: a table of an
+ * older version (the new library before ALTER EXTENSION conngov UPDATE)
+ * lacks it, and its rows load with the column's default.  A column that
+ * is there must have the type, whatever the version.
+ */
 static const struct
 {
 	const char *name;
 	Oid			type;
+	bool		since_1_1;
 }			cg_columns[CG_NCOLUMNS] = {
-	{"name", TEXTOID},
-	{"application_pattern", TEXTOID},
-	{"role_name", NAMEOID},
-	{"database_name", NAMEOID},
-	{"max_connections", INT4OID},
-	{"mode", TEXTOID},
-	{"idle_timeout", INTERVALOID},
-	{"idle_in_transaction_timeout", INTERVALOID},
-	{"idle_keep", INT4OID},
-	{"priority", INT4OID},
+	{"name", TEXTOID, false},
+	{"application_pattern", TEXTOID, false},
+	{"role_name", NAMEOID, false},
+	{"database_name", NAMEOID, false},
+	{"max_connections", INT4OID, false},
+	{"mode", TEXTOID, false},
+	{"idle_timeout", INTERVALOID, false},
+	{"idle_in_transaction_timeout", INTERVALOID, false},
+	{"idle_keep", INT4OID, false},
+	{"priority", INT4OID, false},
+	{"min_connections", INT4OID, true},
+	{"login_wait", INTERVALOID, true},
+	{"max_waiting", INT4OID, true},
 };
 
 /*
@@ -127,21 +144,35 @@ cg_copy_text(char *dst, TupleTableSlot *slot, AttrNumber att, Oid type)
 		text_to_cstring_buffer(DatumGetTextPP(d), dst, NAMEDATALEN);
 }
 
+/* An integer column, or dflt when NULL or absent (a 1.0 table). */
+static int32
+cg_get_int4_or(TupleTableSlot *slot, AttrNumber att, int32 dflt)
+{
+	bool		isnull;
+	Datum		d;
+
+	if (att == InvalidAttrNumber)
+		return dflt;
+	d = slot_getattr(slot, att, &isnull);
+	return isnull ? dflt : DatumGetInt32(d);
+}
+
 static int32
 cg_get_int4(TupleTableSlot *slot, AttrNumber att)
 {
-	bool		isnull;
-	Datum		d = slot_getattr(slot, att, &isnull);
-
-	return isnull ? 0 : DatumGetInt32(d);
+	return cg_get_int4_or(slot, att, 0);
 }
 
+/* An interval column in ms, 0 when NULL or absent (a 1.0 table). */
 static int64
 cg_get_timeout(TupleTableSlot *slot, AttrNumber att)
 {
 	bool		isnull;
-	Datum		d = slot_getattr(slot, att, &isnull);
+	Datum		d;
 
+	if (att == InvalidAttrNumber)
+		return 0;
+	d = slot_getattr(slot, att, &isnull);
 	return isnull ? 0 : cg_interval_to_ms(DatumGetIntervalP(d));
 }
 
@@ -222,7 +253,7 @@ cg_untrusted_reason(Relation rel, AttrNumber *atts)
 				break;
 			}
 		}
-		if (atts[c] == InvalidAttrNumber)
+		if (atts[c] == InvalidAttrNumber && !cg_columns[c].since_1_1)
 			return psprintf("table conngov.budgets has no column \"%s\"",
 							cg_columns[c].name);
 	}
@@ -271,6 +302,12 @@ cg_read_rows(Relation rel, const AttrNumber *atts, int *nrows)
 			cg_get_timeout(slot, atts[CG_COL_IDLE_IN_XACT_TIMEOUT]);
 		b->idle_keep = Max(cg_get_int4(slot, atts[CG_COL_IDLE_KEEP]), 0);
 		b->priority = cg_get_int4(slot, atts[CG_COL_PRIORITY]);
+		/* 1.1 (the table's checks keep them in range; clamp anyway) */
+		b->min_connections = Min(Max(cg_get_int4(slot, atts[CG_COL_MIN_CONNECTIONS]), 0),
+								 b->max_connections);
+		b->login_wait_ms = cg_get_timeout(slot, atts[CG_COL_LOGIN_WAIT]);
+		b->max_waiting = Max(cg_get_int4_or(slot, atts[CG_COL_MAX_WAITING],
+											b->max_connections), 0);
 	}
 	table_endscan(scan);
 	ExecDropSingleTupleTableSlot(slot);
@@ -278,6 +315,32 @@ cg_read_rows(Relation rel, const AttrNumber *atts, int *nrows)
 	qsort(rows, n, sizeof(CgBudget), cg_budget_order_cmp);
 	*nrows = n;
 	return rows;
+}
+
+/*
+ * cg_warn_floors: the floors of the enforce budgets no longer fit the
+ * server's normal slots (the table refuses such a change, but
+ * max_connections may have been lowered since, or a standby have fewer
+ * slots).  They are enforced anyway, as far as slots go; health() is
+ * degraded meanwhile.
+ */
+static void
+cg_warn_floors(const CgBudget *rows, int n)
+{
+	int64		sum = 0;
+	int			slots = cg_normal_slots();
+	int			i;
+
+	for (i = 0; i < n; i++)
+		if (!rows[i].monitor)
+			sum += rows[i].min_connections;
+	if (sum > slots)
+		ereport(WARNING,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("connection budget floors do not fit the server: enforce budgets guarantee " INT64_FORMAT " connections, " INT64_FORMAT " more than the server's %d normal slots",
+						sum, sum - slots, slots),
+				 cg_errdetail_slots(),
+				 errhint("Lower min_connections of some budgets or raise max_connections of the server.")));
 }
 
 /*
@@ -336,7 +399,14 @@ cg_load_budgets(char *reason)
 	table_close(rel, NoLock);
 
 	n = Min(nrows, cg_max_budgets);
-	if (cg_publish_budgets(rows, n, nrows, CG_STATE_LOADED, "") && nrows > n)
+	/* the WARNINGs once per change, not at every load (a standby's) */
+	if (!cg_publish_budgets(rows, n, nrows, CG_STATE_LOADED, ""))
+	{
+		pfree(rows);
+		return CG_LOAD_DONE;
+	}
+	cg_warn_floors(rows, n);
+	if (nrows > n)
 		ereport(WARNING,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
 				 errmsg("conngov loaded %d of %d budgets: conngov.max_budgets is %d",
@@ -480,9 +550,15 @@ cg_assign_slots(int k, int nbudgets)
  *    died half-way left on retired slots;
  * 2. build the inactive set: policies, counter slots by name, the index;
  * 3. count each session the new set matches differently in its new slot;
- * 4. flip;
+ * 4. flip, and with it (still exclusive, work in the number of waiting
+ *    logins and of floor budgets) re-match the waiting logins and
+ *    recompute the unused floors from the totals;
  * 5. move those sessions, then re-match all once more for logins that
- *    came between 3 and 4.
+ *    came between 3 and 4; wake the waiting logins.
+ * Nothing from 3 to 5 can fail (no allocation, no interrupt check), so no
+ * pre-charge is left behind.  Between 4 and the end of 5 a moved session is
+ * counted in both budgets: a total is never short, only briefly one too
+ * high (and a floor it moves into briefly reads one more used).
  */
 bool
 cg_publish_budgets(CgBudget *budgets, int nbudgets, int nrows,
@@ -493,6 +569,7 @@ cg_publish_budgets(CgBudget *budgets, int nbudgets, int nrows,
 	CgMove	   *moves;
 	int			nmoves = 0;
 	int			i;
+	uint32		in_use;
 	char		detail[128];
 
 	LWLockAcquire(cg_shared->publish_lock, LW_EXCLUSIVE);
@@ -533,6 +610,8 @@ cg_publish_budgets(CgBudget *budgets, int nbudgets, int nrows,
 	set->nrows = nrows;
 	set->min_timeout_ms = 0;
 	set->budgeted_total = 0;
+	set->nfloors = 0;
+	set->floors_sum = 0;
 	for (i = 0; i < nbudgets; i++)
 	{
 		int64		t1 = budgets[i].idle_timeout_ms;
@@ -540,6 +619,11 @@ cg_publish_budgets(CgBudget *budgets, int nbudgets, int nrows,
 
 		if (!budgets[i].monitor)
 			set->budgeted_total += budgets[i].max_connections;
+		if (!budgets[i].monitor && budgets[i].min_connections > 0)
+		{
+			cg_indexes[k].floors[set->nfloors++] = i;
+			set->floors_sum += budgets[i].min_connections;
+		}
 		if (t1 > 0 && (set->min_timeout_ms == 0 || t1 < set->min_timeout_ms))
 			set->min_timeout_ms = t1;
 		if (t2 > 0 && (set->min_timeout_ms == 0 || t2 < set->min_timeout_ms))
@@ -556,7 +640,7 @@ cg_publish_budgets(CgBudget *budgets, int nbudgets, int nrows,
 
 		if (to == CG_NOT_CHARGED || to == from)
 			continue;
-		pg_atomic_fetch_add_u32(&cg_slot_counters(to)->total, 1);
+		(void) cg_charge_slot(to, -1, &in_use);
 		moves[nmoves].session = i;
 		moves[nmoves].from = from;
 		moves[nmoves].to = to;
@@ -571,6 +655,8 @@ cg_publish_budgets(CgBudget *budgets, int nbudgets, int nrows,
 	cg_shared->nbudgets_table = nrows;
 	cg_shared->state = state;
 	cg_shared->loaded_at = GetCurrentTimestamp();
+	cg_publish_waiters();
+	cg_publish_aggregates();
 	LWLockRelease(cg_shared->lock);
 
 	/* 5 */
@@ -583,17 +669,15 @@ cg_publish_budgets(CgBudget *budgets, int nbudgets, int nrows,
 		/* counted in "to" already: swap, then give back one of the two */
 		if (pg_atomic_compare_exchange_u32(&cg_sessions[m->session].charge,
 										   &expected, (uint32) m->to))
-		{
-			pg_atomic_fetch_sub_u32(&cg_slot_counters(m->from)->total, 1);
-			cg_note_peak(cg_slot_counters(m->to),
-						 pg_atomic_read_u32(&cg_slot_counters(m->to)->total));
-		}
+			(void) cg_release_slot(m->from);
 		else
-			pg_atomic_fetch_sub_u32(&cg_slot_counters(m->to)->total, 1);
+			(void) cg_release_slot(m->to);
 	}
 	LWLockRelease(cg_shared->lock);
 	pfree(moves);
 	cg_rematch_sessions();
+	/* places may have freed, and waiters may match other budgets now */
+	cg_wake_waiters();
 
 	LWLockRelease(cg_shared->publish_lock);
 

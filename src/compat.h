@@ -33,7 +33,7 @@
  * for pg_get_loaded_modules().
  */
 #if PG_VERSION_NUM >= 180000
-#define CG_MODULE_MAGIC PG_MODULE_MAGIC_EXT(.name = "conngov", .version = "1.0")
+#define CG_MODULE_MAGIC PG_MODULE_MAGIC_EXT(.name = "conngov", .version = "1.1")
 #else
 #define CG_MODULE_MAGIC PG_MODULE_MAGIC
 #endif
@@ -62,21 +62,38 @@
 #endif
 
 /*
- * Custom wait events (17+) show "ConngovMain" in pg_stat_activity; 15 only
- * has the generic PG_WAIT_EXTENSION ("Extension").
+ * Custom wait events (17+) show their own name in pg_stat_activity
+ * ("ConngovMain" for the worker, "ConngovLoginWait" for a login waiting
+ * for a place); 15 only has the generic PG_WAIT_EXTENSION ("Extension").
  */
+static inline uint32
+cg_wait_event_named(uint32 *cache, const char *name)
+{
+#if PG_VERSION_NUM >= 170000
+	if (*cache == 0)
+		*cache = WaitEventExtensionNew(name);
+	return *cache;
+#else
+	(void) cache;
+	(void) name;
+	return PG_WAIT_EXTENSION;
+#endif
+}
+
 static inline uint32
 cg_wait_event_main(void)
 {
-#if PG_VERSION_NUM >= 170000
 	static uint32 ev = 0;
 
-	if (ev == 0)
-		ev = WaitEventExtensionNew("ConngovMain");
-	return ev;
-#else
-	return PG_WAIT_EXTENSION;
-#endif
+	return cg_wait_event_named(&ev, "ConngovMain");
+}
+
+static inline uint32
+cg_wait_event_login(void)
+{
+	static uint32 ev = 0;
+
+	return cg_wait_event_named(&ev, "ConngovLoginWait");
 }
 
 /*
@@ -146,6 +163,23 @@ cg_free_procs(void)
 			hi = mid - 1;
 	}
 	return lo;
+#endif
+}
+
+/*
+ * cg_have_free_procs: whether at least n PGPROCs of the regular pool are
+ * free, walking at most n entries of the free list (the floor check of a
+ * login).  16 added an out-argument with the count found.
+ */
+static inline bool
+cg_have_free_procs(int n)
+{
+#if PG_VERSION_NUM >= 160000
+	int			nfree;
+
+	return HaveNFreeProcs(n, &nfree);
+#else
+	return HaveNFreeProcs(n);
 #endif
 }
 

@@ -16,6 +16,7 @@
 
 #include "postgres.h"
 
+#include "access/tupdesc.h"
 #include "datatype/timestamp.h"
 #include "postmaster/bgworker.h"
 #include "port/atomics.h"
@@ -78,8 +79,17 @@ typedef enum CgEventKind
 	CG_EVENT_WOULD_REFUSE,
 	CG_EVENT_ENDED_IDLE,
 	CG_EVENT_WOULD_END_IDLE,
-	CG_EVENT_BUDGETS_RELOADED
+	CG_EVENT_BUDGETS_RELOADED,
+	CG_EVENT_REFUSED_FOR_FLOORS,	/* 1.1: the free slots are others' floors */
+	CG_EVENT_WOULD_REFUSE_FOR_FLOORS,
+	CG_EVENT_WAITED,			/* 1.1: admitted after waiting (login_wait) */
+	CG_EVENT_WAIT_TIMEOUT		/* 1.1: refused after waiting login_wait */
 } CgEventKind;
+
+/* Floor budgets named in a refusal's DETAIL and kept in floor_list. */
+#define CG_MAX_FLOOR_LIST	64
+/* A waiting login checks its client and its deadline at least this often. */
+#define CG_WAIT_TICK_MS		500
 
 /*
  * Per-budget counters.  Atomics, so that the login path and the worker bump
@@ -95,6 +105,15 @@ typedef struct CgCounters
 	pg_atomic_uint64 ended_idle;
 	pg_atomic_uint64 would_end_idle;
 	pg_atomic_uint64 last_refused_at;	/* TimestampTz, 0 = never */
+	/* 1.1: floors and waits (auth.c) */
+	pg_atomic_uint64 refused_for_floors;
+	pg_atomic_uint64 waited;	/* logins that waited, however it ended */
+	pg_atomic_uint64 wait_us_total; /* microseconds waited, all of them */
+	pg_atomic_uint64 wait_timeouts;
+	pg_atomic_uint32 waiting;	/* logins waiting now (recounted at publish) */
+	ConditionVariable wait_cv;	/* broadcast when a place may have freed;
+								 * initialised once at start-up, never at
+								 * publish (sleepers may be on it) */
 } CgCounters;
 
 /*
@@ -114,6 +133,10 @@ typedef struct CgBudget
 	int64		idle_timeout_ms;	/* 0 = never */
 	int64		idle_in_xact_timeout_ms;	/* 0 = never */
 	int32		idle_keep;
+	/* 1.1; a 1.0 table loads as 0, 0, max_connections */
+	int32		min_connections;	/* guaranteed floor, 0..max_connections */
+	int64		login_wait_ms;	/* 0 = refuse at once */
+	int32		max_waiting;	/* waiting logins at most (NULL: the limit) */
 	/* set when published */
 	int32		slot;			/* its counters: cg_slots[slot] */
 	int32		next;			/* next budget (in matching order) with the
@@ -131,7 +154,6 @@ typedef struct CgSlot
 {
 	char		name[NAMEDATALEN];
 	int32		index[2];
-	bool		used;			/* publisher only: assigned to a budget */
 	CgCounters	c;
 } CgSlot;
 
@@ -152,6 +174,8 @@ typedef struct CgBudgetSet
 	uint64		prefix_lengths; /* bit L: some key prefix is L bytes long */
 	int64		min_timeout_ms; /* shortest idle timeout, 0 = none */
 	int64		budgeted_total; /* sum of enforce budgets' max_connections */
+	int			nfloors;		/* enforce budgets with min_connections > 0 */
+	int64		floors_sum;		/* their min_connections added up */
 } CgBudgetSet;
 
 /* A process-local view of one budget set's arrays (match.c). */
@@ -160,6 +184,7 @@ typedef struct CgIndex
 	CgBudget   *budgets;
 	int32	   *hash;
 	uint32		hash_mask;
+	int32	   *floors;			/* the set's floor budgets (nfloors) */
 } CgIndex;
 
 /*
@@ -181,6 +206,17 @@ typedef struct CgSession
 	char		application_name[NAMEDATALEN];	/* from the startup packet */
 	char		role_name[NAMEDATALEN];
 	char		database_name[NAMEDATALEN];
+	/*
+	 * 1.1, a login waiting for a place (login_wait): its ticket (0 = not
+	 * waiting; tickets grow, so the smallest is the oldest) and the counter
+	 * slot of the budget it waits for (CG_UNBUDGETED: admitted unbudgeted
+	 * at its next look).  Written by the owner under the shared lock, and
+	 * wait_slot by a publish under the exclusive lock when the budget it
+	 * waits for is gone (re-matching).  pid stays 0 while waiting: a waiter
+	 * is not a session yet.
+	 */
+	pg_atomic_uint64 wait_ticket;
+	int			wait_slot;
 } CgSession;
 
 /* One entry of the events ring. */
@@ -212,6 +248,11 @@ typedef struct CgEvent
  *   loader_reason (written by the loader, read by the worker), and
  *   load_reason (written by the worker and the loader, read by health()).
  * - reload_requested/reload_done: atomics; reload_cv wakes reload() callers.
+ * - 1.1: has_floors, floors_sum, nfloors, floor_list under lock (written
+ *   by a publish); floors_unused and wait_ticket_next are atomics changed
+ *   under the shared lock (and set by a publish).  A budget's wait_cv is
+ *   broadcast by every release of a budget that has waiters; the waiting
+ *   logins sleep on it holding no lock.
  */
 typedef struct CgSharedState
 {
@@ -245,6 +286,20 @@ typedef struct CgSharedState
 	/* unbudgeted sessions */
 	CgCounters	unbudgeted;
 
+	/*
+	 * 1.1 floors, set by cg_publish_aggregates() under the exclusive lock.
+	 * floors_unused is the sum over enforce budgets of max(0,
+	 * min_connections - total), kept exact by cg_charge_budget() and
+	 * cg_release_budget(); floor_list names the first CG_MAX_FLOOR_LIST
+	 * floor budgets (for messages and health()).
+	 */
+	bool		has_floors;		/* any enforce budget with a floor */
+	int64		floors_sum;		/* sum of the enforce budgets' floors */
+	int			nfloors;		/* enforce budgets with a floor */
+	int			floor_list[CG_MAX_FLOOR_LIST];
+	pg_atomic_uint32 floors_unused;
+	pg_atomic_uint64 wait_ticket_next;	/* ticket dispenser of waiters */
+
 	/* events ring, under events_lock */
 	uint64		event_next;		/* events ever written */
 } CgSharedState;
@@ -257,6 +312,8 @@ typedef struct CgUsageRow
 	int32		max_connections;	/* -1: the unbudgeted row */
 	uint32		total;
 	uint32		peak;
+	int32		min_connections;
+	uint32		waiting;
 } CgUsageRow;
 
 /* One session an idle sweep ended, or would end. */
@@ -297,12 +354,22 @@ extern int	cg_nsessions;
 extern void cg_shmem_init_hooks(void);
 extern void cg_require_shared_state(void);
 extern void cg_init_counters(CgCounters *c);
+extern void cg_reset_counters(CgCounters *c);
 extern CgCounters *cg_counters(int budget);
 extern CgCounters *cg_slot_counters(int slot);
 extern int	cg_session_charge(const CgSession *s);
 extern bool cg_session_move(CgSession *s, int from, int to);
 extern bool cg_charge(CgCounters *c, int64 limit, uint32 *in_use);
 extern void cg_note_peak(CgCounters *c, uint32 total);
+extern int	cg_budget_slot(int budget);
+extern bool cg_charge_slot(int slot, int64 limit, uint32 *in_use);
+extern bool cg_release_slot(int slot);
+extern bool cg_charge_budget(int budget, int64 limit, uint32 *in_use);
+extern bool cg_release_budget(int budget);
+extern uint32 cg_unused_floor(int budget);
+extern void cg_publish_aggregates(void);
+extern void cg_publish_waiters(void);
+extern void cg_wake_waiters(void);
 extern int	cg_copy_usage(CgUsageRow **rows, CgLoadState *state);
 extern void cg_add_event(CgEventKind kind, const char *budget, int pid,
 						 const char *role_name, const char *database_name,
@@ -339,6 +406,8 @@ extern void cg_guard_init(void);
 
 /*---- monitor.c ----*/
 extern int	cg_normal_slots(void);
+extern int	cg_errdetail_slots(void);
+extern void cg_check_natts(TupleDesc desc, int ncols, const char *function);
 
 /*---- notify.c ----*/
 extern bool cg_changes_pending(void);

@@ -37,6 +37,7 @@
 #define CG_RELOAD_WAIT_MS	10000
 
 PG_FUNCTION_INFO_V1(conngov_usage);
+PG_FUNCTION_INFO_V1(conngov_usage_1_1);
 PG_FUNCTION_INFO_V1(conngov_sessions);
 PG_FUNCTION_INFO_V1(conngov_match);
 PG_FUNCTION_INFO_V1(conngov_reload);
@@ -63,11 +64,13 @@ cg_name_datum(const char *s)
 
 /*
  * conngov.usage(): one row per budget plus "(unbudgeted)", from the shared
- * counters alone.
+ * counters alone.  The 1.0 declaration has 8 columns (conngov_usage); 1.1
+ * adds min_connections, guaranteed_unused and waiting (conngov_usage_1_1).
  */
-#define CG_USAGE_COLS 8
-Datum
-conngov_usage(PG_FUNCTION_ARGS)
+#define CG_USAGE_COLS_1_0 8
+#define CG_USAGE_COLS_1_1 11
+static Datum
+cg_usage_rows(FunctionCallInfo fcinfo, int ncols)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	CgUsageRow *rows;
@@ -76,12 +79,13 @@ conngov_usage(PG_FUNCTION_ARGS)
 
 	cg_require_shared_state();
 	InitMaterializedSRF(fcinfo, 0);
+	cg_check_natts(rsinfo->setDesc, ncols, "usage");
 
 	n = cg_copy_usage(&rows, NULL);
 	for (i = 0; i < n; i++)
 	{
-		Datum		values[CG_USAGE_COLS];
-		bool		nulls[CG_USAGE_COLS];
+		Datum		values[CG_USAGE_COLS_1_1];
+		bool		nulls[CG_USAGE_COLS_1_1];
 		int			j = 0;
 		const CgUsageRow *r = &rows[i];
 
@@ -97,6 +101,13 @@ conngov_usage(PG_FUNCTION_ARGS)
 			nulls[j++] = true;
 			nulls[j++] = true;
 			values[j++] = CStringGetTextDatum("ok");
+			if (ncols >= CG_USAGE_COLS_1_1)
+			{
+				/* no floor, nobody waits */
+				nulls[j++] = true;
+				nulls[j++] = true;
+				values[j++] = Int32GetDatum(0);
+			}
 		}
 		else
 		{
@@ -110,11 +121,31 @@ conngov_usage(PG_FUNCTION_ARGS)
 			else
 				nulls[j++] = true;
 			values[j++] = CStringGetTextDatum(cg_status(r->total, r->max_connections));
+			if (ncols >= CG_USAGE_COLS_1_1)
+			{
+				values[j++] = Int32GetDatum(r->min_connections);
+				/* floors of monitor budgets are not guaranteed */
+				values[j++] = Int32GetDatum(r->monitor ? 0 :
+											Max(r->min_connections - (int32) r->total, 0));
+				values[j++] = Int32GetDatum((int32) r->waiting);
+			}
 		}
-		Assert(j == CG_USAGE_COLS);
+		Assert(j == ncols);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	return (Datum) 0;
+}
+
+Datum
+conngov_usage(PG_FUNCTION_ARGS)
+{
+	return cg_usage_rows(fcinfo, CG_USAGE_COLS_1_0);
+}
+
+Datum
+conngov_usage_1_1(PG_FUNCTION_ARGS)
+{
+	return cg_usage_rows(fcinfo, CG_USAGE_COLS_1_1);
 }
 
 /* A counted session, copied out under the lock. */

@@ -4,6 +4,10 @@
  *		Monitoring functions: headroom(), health(), stats(), events() and
  *		reset_stats().
  *
+ * 1.1 adds the floors (guaranteed_unused, shared_free, a "floors" check
+ * in health()) and the waits (stats()); the functions keep answering the
+ * 1.0 declarations, told apart by their C symbol.
+ *
  * headroom() counts free process slots with PostgreSQL's own
  * HaveNFreeProcs(), the check that answers "remaining connection slots are
  * reserved", so sessions still authenticating count as in use.  The rest
@@ -33,8 +37,10 @@
 #include "conngov.h"
 
 PG_FUNCTION_INFO_V1(conngov_headroom);
+PG_FUNCTION_INFO_V1(conngov_headroom_1_1);
 PG_FUNCTION_INFO_V1(conngov_health);
 PG_FUNCTION_INFO_V1(conngov_stats);
+PG_FUNCTION_INFO_V1(conngov_stats_1_1);
 PG_FUNCTION_INFO_V1(conngov_reset_stats);
 PG_FUNCTION_INFO_V1(conngov_events);
 
@@ -51,6 +57,11 @@ typedef struct CgHeadroom
 	int64		budgeted_total;
 	bool		oversubscribed;
 	const char *status;
+	/* 1.1 */
+	int			guaranteed_unused;	/* sum of the unused floors */
+	int			shared_free;	/* normal_free - guaranteed_unused, >= 0 */
+	bool		has_floors;
+	int64		floors_sum;
 } CgHeadroom;
 
 /*
@@ -61,6 +72,30 @@ cg_normal_slots(void)
 {
 	return Max(MaxConnections - CG_SUPERUSER_RESERVED() -
 			   CG_RESERVED_CONNECTIONS(), 0);
+}
+
+/*
+ * cg_errdetail_slots: the DETAIL of a message about the normal slots, for
+ * ereport(): how max_connections splits.
+ */
+int
+cg_errdetail_slots(void)
+{
+	return errdetail("max_connections is %d, of which %d are reserved for superusers and %d for pg_use_reserved_connections.",
+					 MaxConnections, CG_SUPERUSER_RESERVED(),
+					 CG_RESERVED_CONNECTIONS());
+}
+
+/*
+ * cg_check_natts: a function's declared row has the columns the caller
+ * fills (it serves one version of the SQL declaration per C symbol).
+ */
+void
+cg_check_natts(TupleDesc desc, int ncols, const char *function)
+{
+	if (desc->natts != ncols)
+		elog(ERROR, "conngov.%s() is declared with %d columns, expected %d",
+			 function, desc->natts, ncols);
 }
 
 /*
@@ -86,27 +121,35 @@ cg_headroom(CgHeadroom *h)
 
 	LWLockAcquire(cg_shared->lock, LW_SHARED);
 	h->budgeted_total = cg_shared->set[cg_shared->active].budgeted_total;
+	h->has_floors = cg_shared->has_floors;
+	h->floors_sum = cg_shared->floors_sum;
+	h->guaranteed_unused = (int) pg_atomic_read_u32(&cg_shared->floors_unused);
 	LWLockRelease(cg_shared->lock);
+	h->shared_free = Max(h->normal_free - h->guaranteed_unused, 0);
 	h->oversubscribed = h->budgeted_total > h->normal_slots;
 	h->status = cg_status((uint32) h->normal_in_use, h->normal_slots);
 }
 
 /*
- * conngov.headroom(): one row of server figures.
+ * conngov.headroom(): one row of server figures.  The 1.0 declaration has
+ * 11 columns (conngov_headroom); 1.1 adds guaranteed_unused and
+ * shared_free (conngov_headroom_1_1).
  */
-#define CG_HEADROOM_COLS 11
-Datum
-conngov_headroom(PG_FUNCTION_ARGS)
+#define CG_HEADROOM_COLS_1_0 11
+#define CG_HEADROOM_COLS_1_1 13
+static Datum
+cg_headroom_row(FunctionCallInfo fcinfo, int ncols)
 {
 	TupleDesc	tupdesc;
-	Datum		values[CG_HEADROOM_COLS];
-	bool		nulls[CG_HEADROOM_COLS];
+	Datum		values[CG_HEADROOM_COLS_1_1];
+	bool		nulls[CG_HEADROOM_COLS_1_1];
 	CgHeadroom	h;
 	int			j = 0;
 
 	cg_require_shared_state();
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
+	cg_check_natts(tupdesc, ncols, "headroom");
 
 	cg_headroom(&h);
 	memset(nulls, 0, sizeof(nulls));
@@ -121,9 +164,26 @@ conngov_headroom(PG_FUNCTION_ARGS)
 	values[j++] = Int64GetDatum(h.budgeted_total);
 	values[j++] = BoolGetDatum(h.oversubscribed);
 	values[j++] = CStringGetTextDatum(h.status);
-	Assert(j == CG_HEADROOM_COLS);
+	if (ncols >= CG_HEADROOM_COLS_1_1)
+	{
+		values[j++] = Int32GetDatum(h.guaranteed_unused);
+		values[j++] = Int32GetDatum(h.shared_free);
+	}
+	Assert(j == ncols);
 
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
+}
+
+Datum
+conngov_headroom(PG_FUNCTION_ARGS)
+{
+	return cg_headroom_row(fcinfo, CG_HEADROOM_COLS_1_0);
+}
+
+Datum
+conngov_headroom_1_1(PG_FUNCTION_ARGS)
+{
+	return cg_headroom_row(fcinfo, CG_HEADROOM_COLS_1_1);
 }
 
 /* ok < warning < critical < exhausted */
@@ -170,10 +230,41 @@ conngov_health(PG_FUNCTION_ARGS)
 					 "[{\"name\": \"server\", \"status\": \"%s\", \"max_connections\": %d, "
 					 "\"normal_slots\": %d, \"normal_in_use\": %d, \"normal_free\": %d, "
 					 "\"reserved_in_use\": %d, \"reserved_free\": %d, "
-					 "\"budgeted_total\": " INT64_FORMAT ", \"oversubscribed\": %s}",
+					 "\"budgeted_total\": " INT64_FORMAT ", \"oversubscribed\": %s, "
+					 "\"guaranteed_unused\": %d, \"shared_free\": %d}",
 					 h.status, h.max_connections, h.normal_slots, h.normal_in_use,
 					 h.normal_free, h.reserved_in_use, h.reserved_free,
-					 h.budgeted_total, h.oversubscribed ? "true" : "false");
+					 h.budgeted_total, h.oversubscribed ? "true" : "false",
+					 h.guaranteed_unused, h.shared_free);
+
+	/*
+	 * Floors (1.1): degraded when they no longer fit the server (a restart
+	 * with fewer max_connections) or when a floor budget cannot reach its
+	 * floor now (its unused floor is more than the free slots: exempt
+	 * sessions took them, or the floor was set while they were in use).
+	 */
+	if (h.has_floors)
+	{
+		bool		fit = h.floors_sum <= h.normal_slots;
+		bool		reachable = h.guaranteed_unused <= h.normal_free;
+
+		appendStringInfo(&buf,
+						 ", {\"name\": \"floors\", \"status\": \"%s\", \"floors_sum\": " INT64_FORMAT
+						 ", \"normal_slots\": %d, \"guaranteed_unused\": %d, \"normal_free\": %d, "
+						 "\"fit\": %s, \"reachable\": %s",
+						 fit && reachable ? "ok" : "warning", h.floors_sum,
+						 h.normal_slots, h.guaranteed_unused, h.normal_free,
+						 fit ? "true" : "false", reachable ? "true" : "false");
+		if (!fit)
+			appendStringInfo(&buf, ", \"reason\": \"the floors of the enforce budgets add up to " INT64_FORMAT " connections, more than the %d normal slots\"",
+							 h.floors_sum, h.normal_slots);
+		else if (!reachable)
+			appendStringInfo(&buf, ", \"reason\": \"%d guaranteed connections are unused but only %d normal slots are free\"",
+							 h.guaranteed_unused, h.normal_free);
+		appendStringInfoChar(&buf, '}');
+		if (!fit || !reachable)
+			worst = Max(worst, 1);
+	}
 
 	/* not loaded yet, or not loadable: nothing is enforced (degraded) */
 	{
@@ -226,10 +317,15 @@ conngov_health(PG_FUNCTION_ARGS)
 		escape_json(&buf, rows[i].name);
 		appendStringInfo(&buf,
 						 ", \"status\": \"%s\", \"mode\": \"%s\", \"max_connections\": %d, "
-						 "\"total\": %u, \"available\": %d}",
+						 "\"total\": %u, \"available\": %d, \"min_connections\": %d, "
+						 "\"guaranteed_unused\": %d, \"waiting\": %u}",
 						 status, rows[i].monitor ? "monitor" : "enforce",
 						 rows[i].max_connections, rows[i].total,
-						 Max(rows[i].max_connections - (int32) rows[i].total, 0));
+						 Max(rows[i].max_connections - (int32) rows[i].total, 0),
+						 rows[i].min_connections,
+						 rows[i].monitor ? 0 :
+						 Max(rows[i].min_connections - (int32) rows[i].total, 0),
+						 rows[i].waiting);
 		if (rows[i].max_connections > 0)
 			worst = Max(worst, cg_status_rank(status));
 	}
@@ -241,17 +337,22 @@ conngov_health(PG_FUNCTION_ARGS)
 }
 
 /*
- * conngov.stats(): per-budget counters since the last reset_stats().
+ * conngov.stats(): per-budget counters since the last reset_stats().  The
+ * 1.0 declaration has 9 columns (conngov_stats); 1.1 adds
+ * refused_for_floors, waited, wait_seconds_total and wait_timeouts
+ * (conngov_stats_1_1).
  */
-#define CG_STATS_COLS 9
-Datum
-conngov_stats(PG_FUNCTION_ARGS)
+#define CG_STATS_COLS_1_0 9
+#define CG_STATS_COLS_1_1 13
+#define CG_STATS_NCOUNTERS 9
+static Datum
+cg_stats_rows(FunctionCallInfo fcinfo, int ncols)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	struct
 	{
 		char		name[NAMEDATALEN];
-		uint64		v[5];
+		uint64		v[CG_STATS_NCOUNTERS];
 		uint32		peak;
 		TimestampTz last_refused_at;
 	}		   *rows;
@@ -261,6 +362,7 @@ conngov_stats(PG_FUNCTION_ARGS)
 
 	cg_require_shared_state();
 	InitMaterializedSRF(fcinfo, 0);
+	cg_check_natts(rsinfo->setDesc, ncols, "stats");
 
 	rows = palloc(sizeof(*rows) * Max(cg_max_budgets, 1));
 	LWLockAcquire(cg_shared->lock, LW_SHARED);
@@ -278,6 +380,10 @@ conngov_stats(PG_FUNCTION_ARGS)
 		rows[i].v[2] = pg_atomic_read_u64(&c->would_refuse);
 		rows[i].v[3] = pg_atomic_read_u64(&c->ended_idle);
 		rows[i].v[4] = pg_atomic_read_u64(&c->would_end_idle);
+		rows[i].v[5] = pg_atomic_read_u64(&c->refused_for_floors);
+		rows[i].v[6] = pg_atomic_read_u64(&c->waited);
+		rows[i].v[7] = pg_atomic_read_u64(&c->wait_us_total);
+		rows[i].v[8] = pg_atomic_read_u64(&c->wait_timeouts);
 		rows[i].peak = pg_atomic_read_u32(&c->peak);
 		rows[i].last_refused_at = (TimestampTz) pg_atomic_read_u64(&c->last_refused_at);
 	}
@@ -285,8 +391,8 @@ conngov_stats(PG_FUNCTION_ARGS)
 
 	for (i = 0; i < n; i++)
 	{
-		Datum		values[CG_STATS_COLS];
-		bool		nulls[CG_STATS_COLS];
+		Datum		values[CG_STATS_COLS_1_1];
+		bool		nulls[CG_STATS_COLS_1_1];
 		int			j = 0;
 		int			k;
 
@@ -300,10 +406,29 @@ conngov_stats(PG_FUNCTION_ARGS)
 		else
 			nulls[j++] = true;
 		values[j++] = TimestampTzGetDatum(reset);
-		Assert(j == CG_STATS_COLS);
+		if (ncols >= CG_STATS_COLS_1_1)
+		{
+			values[j++] = Int64GetDatum((int64) rows[i].v[5]);
+			values[j++] = Int64GetDatum((int64) rows[i].v[6]);
+			values[j++] = Float8GetDatum((double) rows[i].v[7] / 1000000.0);
+			values[j++] = Int64GetDatum((int64) rows[i].v[8]);
+		}
+		Assert(j == ncols);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	return (Datum) 0;
+}
+
+Datum
+conngov_stats(PG_FUNCTION_ARGS)
+{
+	return cg_stats_rows(fcinfo, CG_STATS_COLS_1_0);
+}
+
+Datum
+conngov_stats_1_1(PG_FUNCTION_ARGS)
+{
+	return cg_stats_rows(fcinfo, CG_STATS_COLS_1_1);
 }
 
 /*
@@ -330,6 +455,10 @@ conngov_reset_stats(PG_FUNCTION_ARGS)
 		pg_atomic_write_u64(&c->ended_idle, 0);
 		pg_atomic_write_u64(&c->would_end_idle, 0);
 		pg_atomic_write_u64(&c->last_refused_at, 0);
+		pg_atomic_write_u64(&c->refused_for_floors, 0);
+		pg_atomic_write_u64(&c->waited, 0);
+		pg_atomic_write_u64(&c->wait_us_total, 0);
+		pg_atomic_write_u64(&c->wait_timeouts, 0);
 	}
 	SpinLockAcquire(&cg_shared->mutex);
 	cg_shared->stats_reset = GetCurrentTimestamp();
@@ -354,6 +483,14 @@ cg_event_kind_name(CgEventKind kind)
 			return "would_end_idle";
 		case CG_EVENT_BUDGETS_RELOADED:
 			return "budgets_reloaded";
+		case CG_EVENT_REFUSED_FOR_FLOORS:
+			return "refused_for_floors";
+		case CG_EVENT_WOULD_REFUSE_FOR_FLOORS:
+			return "would_refuse_for_floors";
+		case CG_EVENT_WAITED:
+			return "waited";
+		case CG_EVENT_WAIT_TIMEOUT:
+			return "wait_timeout";
 	}
 	return "unknown";
 }

@@ -8,7 +8,7 @@
  * callback bumps the reload request and sets the worker's latch.  Nothing
  * is published from inside the writing transaction, so a rollback never
  * applies.  The trigger also warns when the enforce budgets no longer fit
- * the server.
+ * the server, and (1.1) refuses floors that do not fit it.
  *
  * Copyright (c) 2026, conngov developers
  *
@@ -32,6 +32,7 @@
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "utils/lsyscache.h"
+#include "utils/rel.h"
 
 #include "compat.h"
 #include "conngov.h"
@@ -81,31 +82,48 @@ cg_xact_callback(XactEvent event, void *arg)
 }
 
 /*
- * cg_warn_oversubscribed: after an INSERT or UPDATE of the budgets, warn
- * when the enforce budgets promise more connections than the server has
- * slots for applications.  Not read-only, so that SPI takes a snapshot
- * that sees the statement's own changes.
+ * cg_sum_enforce: the sum of a column of conngov.budgets over the enforce
+ * budgets (false when there are none).  column is one of ours, never
+ * user input.  Not read-only, so that SPI takes a snapshot that sees the
+ * statement's own changes.
+ */
+static bool
+cg_sum_enforce(const char *column, int64 *sum)
+{
+	bool		isnull;
+	char		sql[256];
+
+	snprintf(sql, sizeof(sql),
+			 "SELECT pg_catalog.sum(%s)::pg_catalog.int8 FROM conngov.budgets"
+			 " WHERE mode OPERATOR(pg_catalog.=) 'enforce'", column);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (SPI_execute(sql, false, 1) != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "could not sum conngov.budgets");
+	*sum = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+									   SPI_tuptable->tupdesc, 1, &isnull));
+	SPI_finish();
+	return !isnull;
+}
+
+/*
+ * cg_warn_too_many: after an INSERT, warn when the table holds more rows
+ * than conngov.max_budgets: the last ones in matching order would not be
+ * enforced (health() then says how many).
  */
 static void
-cg_warn_oversubscribed(void)
+cg_warn_too_many(void)
 {
-	int64		sum;
-	int64		rows;
 	bool		isnull;
-	int			slots = cg_normal_slots();
+	int64		rows;
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	if (SPI_execute("SELECT pg_catalog.sum(max_connections)"
-					" FILTER (WHERE mode OPERATOR(pg_catalog.=) 'enforce')::pg_catalog.int8,"
-					" pg_catalog.count(*)"
-					" FROM conngov.budgets",
+	if (SPI_execute("SELECT pg_catalog.count(*) FROM conngov.budgets",
 					false, 1) != SPI_OK_SELECT || SPI_processed != 1)
-		elog(ERROR, "could not sum conngov.budgets");
+		elog(ERROR, "could not count conngov.budgets");
 	rows = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
-									   SPI_tuptable->tupdesc, 2, &isnull));
-	sum = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
-									  SPI_tuptable->tupdesc, 1, &isnull));
+									   SPI_tuptable->tupdesc, 1, &isnull));
 	SPI_finish();
 
 	if (rows > cg_max_budgets)
@@ -115,15 +133,58 @@ cg_warn_oversubscribed(void)
 						rows, cg_max_budgets, rows - cg_max_budgets),
 				 errdetail("The budgets last in matching order (priority, name) are left out."),
 				 errhint("Raise conngov.max_budgets and restart the server, or remove budgets.")));
-	if (!isnull && sum > slots)
+}
+
+/*
+ * cg_warn_oversubscribed: after an INSERT or UPDATE of the budgets, warn
+ * when the enforce budgets promise more connections than the server has
+ * slots for applications.
+ */
+static void
+cg_warn_oversubscribed(void)
+{
+	int64		sum;
+	int			slots = cg_normal_slots();
+
+	if (cg_sum_enforce("max_connections", &sum) && sum > slots)
 		ereport(WARNING,
 				(errcode(ERRCODE_WARNING),
 				 errmsg("connection budgets are oversubscribed: enforce budgets add up to " INT64_FORMAT " connections, " INT64_FORMAT " more than the server's %d normal slots",
 						sum, sum - slots, slots),
-				 errdetail("max_connections is %d, of which %d are reserved for superusers and %d for pg_use_reserved_connections.",
-						   MaxConnections, CG_SUPERUSER_RESERVED(),
-						   CG_RESERVED_CONNECTIONS()),
+				 cg_errdetail_slots(),
 				 errhint("Lower some budgets or raise max_connections: the promised pools no longer fit the server.")));
+}
+
+/*
+ * cg_check_floors_fit: after an INSERT or UPDATE of a 1.1 table (one with
+ * min_connections), refuse the statement when the floors of the enforce
+ * budgets add up to more than the server's normal slots: such floors
+ * could not all be kept.  A 1.0 table (the new library before ALTER
+ * EXTENSION conngov UPDATE) has no floors to check.
+ */
+static void
+cg_check_floors_fit(Relation rel)
+{
+	int64		sum;
+	int			slots = cg_normal_slots();
+	TupleDesc	desc = RelationGetDescr(rel);
+	bool		has_column = false;
+	int			i;
+
+	for (i = 0; i < desc->natts; i++)
+	{
+		Form_pg_attribute a = TupleDescAttr(desc, i);
+
+		if (!a->attisdropped && strcmp(NameStr(a->attname), "min_connections") == 0)
+			has_column = true;
+	}
+	if (has_column && cg_sum_enforce("min_connections", &sum) && sum > slots)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("connection budget floors do not fit the server: enforce budgets would guarantee " INT64_FORMAT " connections, " INT64_FORMAT " more than the server's %d normal slots",
+						sum, sum - slots, slots),
+				 cg_errdetail_slots(),
+				 errhint("Lower min_connections of some budgets or raise max_connections of the server.")));
 }
 
 /* Mark this transaction: the worker reloads once it commits. */
@@ -153,7 +214,12 @@ conngov_budgets_changed(PG_FUNCTION_ARGS)
 
 	if (TRIGGER_FIRED_BY_INSERT(((TriggerData *) fcinfo->context)->tg_event) ||
 		TRIGGER_FIRED_BY_UPDATE(((TriggerData *) fcinfo->context)->tg_event))
+	{
+		cg_check_floors_fit(((TriggerData *) fcinfo->context)->tg_relation);
 		cg_warn_oversubscribed();
+	}
+	if (TRIGGER_FIRED_BY_INSERT(((TriggerData *) fcinfo->context)->tg_event))
+		cg_warn_too_many();
 
 	return PointerGetDatum(NULL);
 }

@@ -4,11 +4,19 @@
  *		conngov's shared state: its size, creation, counters and events.
  *
  * One segment holds, in order: CgSharedState; two budget sets of
- * conngov.max_budgets budgets each, and their two hash tables; the counter
- * slots (twice max_budgets: the budgets of the active set, and those a
- * publish retires while it builds the other set); one CgSession per backend
- * (indexed by PGPROC number); and the events ring of conngov.event_capacity
- * entries.  The lock rules are in conngov.h.
+ * conngov.max_budgets budgets each, with their hash tables and lists of
+ * floor budgets; the counter slots (twice max_budgets: the budgets of the
+ * active set, and those a publish retires while it builds the other set);
+ * one CgSession per backend (indexed by PGPROC number); and the events
+ * ring of conngov.event_capacity entries.  The lock rules are in conngov.h.
+ *
+ * Floors and waits: a slot's counters hold its waiting logins' count and a
+ * condition variable (initialised once here, never again, since waiting
+ * logins may sleep on it); a session slot holds the ticket and counter
+ * slot of a login waiting for a place; CgSharedState holds the floors'
+ * aggregates.  cg_charge_slot() and cg_release_slot() keep floors_unused
+ * exact; cg_publish_aggregates(), cg_publish_waiters() (at the flip) and
+ * cg_wake_waiters() (after it) are what a publish must call.
  *
  * Copyright (c) 2026, conngov developers
  *
@@ -62,6 +70,8 @@ cg_shmem_size(void)
 														 sizeof(CgBudget)))));
 	size = add_size(size, mul_size(2, MAXALIGN(mul_size(cg_hash_size(),
 														 sizeof(int32)))));
+	size = add_size(size, mul_size(2, MAXALIGN(mul_size(cg_max_budgets,
+														 sizeof(int32)))));
 	size = add_size(size, MAXALIGN(mul_size(2 * cg_max_budgets, sizeof(CgSlot))));
 	size = add_size(size, MAXALIGN(mul_size(MaxBackends, sizeof(CgSession))));
 	size = add_size(size, mul_size(cg_event_capacity, sizeof(CgEvent)));
@@ -78,7 +88,7 @@ cg_shmem_request(void)
 	RequestNamedLWLockTranche(CG_TRANCHE_NAME, 3);
 }
 
-/* Counters at 0, in a new segment or a slot nobody is charged to. */
+/* Counters at 0 and the wait condition variable, in a new segment. */
 void
 cg_init_counters(CgCounters *c)
 {
@@ -90,6 +100,36 @@ cg_init_counters(CgCounters *c)
 	pg_atomic_init_u64(&c->ended_idle, 0);
 	pg_atomic_init_u64(&c->would_end_idle, 0);
 	pg_atomic_init_u64(&c->last_refused_at, 0);
+	pg_atomic_init_u64(&c->refused_for_floors, 0);
+	pg_atomic_init_u64(&c->waited, 0);
+	pg_atomic_init_u64(&c->wait_us_total, 0);
+	pg_atomic_init_u64(&c->wait_timeouts, 0);
+	pg_atomic_init_u32(&c->waiting, 0);
+	ConditionVariableInit(&c->wait_cv);
+}
+
+/*
+ * cg_reset_counters: a counter slot given to a new budget starts at 0.
+ * Nobody is charged to it or waits on it (a publish moved them off before
+ * it was retired), but its condition variable is left alone all the same:
+ * initialising one that a process sleeps on would corrupt its queue.
+ */
+void
+cg_reset_counters(CgCounters *c)
+{
+	pg_atomic_write_u32(&c->total, 0);
+	pg_atomic_write_u32(&c->peak, 0);
+	pg_atomic_write_u64(&c->admitted, 0);
+	pg_atomic_write_u64(&c->refused, 0);
+	pg_atomic_write_u64(&c->would_refuse, 0);
+	pg_atomic_write_u64(&c->ended_idle, 0);
+	pg_atomic_write_u64(&c->would_end_idle, 0);
+	pg_atomic_write_u64(&c->last_refused_at, 0);
+	pg_atomic_write_u64(&c->refused_for_floors, 0);
+	pg_atomic_write_u64(&c->waited, 0);
+	pg_atomic_write_u64(&c->wait_us_total, 0);
+	pg_atomic_write_u64(&c->wait_timeouts, 0);
+	pg_atomic_write_u32(&c->waiting, 0);
 }
 
 /*
@@ -124,6 +164,8 @@ cg_shmem_startup(void)
 		cg_indexes[k].hash = (int32 *) base;
 		cg_indexes[k].hash_mask = cg_hash_size() - 1;
 		base += MAXALIGN(mul_size(cg_hash_size(), sizeof(int32)));
+		cg_indexes[k].floors = (int32 *) base;
+		base += MAXALIGN(mul_size(cg_max_budgets, sizeof(int32)));
 	}
 	cg_slots = (CgSlot *) base;
 	cg_nslots = 2 * cg_max_budgets;
@@ -159,8 +201,14 @@ cg_shmem_startup(void)
 			cg_slots[i].index[0] = cg_slots[i].index[1] = -1;
 			cg_init_counters(&cg_slots[i].c);
 		}
+		pg_atomic_init_u32(&cg_shared->floors_unused, 0);
+		pg_atomic_init_u64(&cg_shared->wait_ticket_next, 1);
 		for (i = 0; i < cg_nsessions; i++)
+		{
 			pg_atomic_init_u32(&cg_sessions[i].charge, (uint32) CG_NOT_CHARGED);
+			pg_atomic_init_u64(&cg_sessions[i].wait_ticket, 0);
+			cg_sessions[i].wait_slot = CG_NOT_CHARGED;
+		}
 	}
 
 	LWLockRelease(AddinShmemInitLock);
@@ -231,17 +279,15 @@ bool
 cg_session_move(CgSession *s, int from, int to)
 {
 	uint32		expected = (uint32) from;
-	CgCounters *dst = cg_slot_counters(to);
-	uint32		total;
+	uint32		in_use;
 
-	total = pg_atomic_add_fetch_u32(&dst->total, 1);
+	(void) cg_charge_slot(to, -1, &in_use);
 	if (!pg_atomic_compare_exchange_u32(&s->charge, &expected, (uint32) to))
 	{
-		pg_atomic_fetch_sub_u32(&dst->total, 1);
+		(void) cg_release_slot(to);
 		return false;
 	}
-	pg_atomic_fetch_sub_u32(&cg_slot_counters(from)->total, 1);
-	cg_note_peak(dst, total);
+	(void) cg_release_slot(from);
 	return true;
 }
 
@@ -283,6 +329,207 @@ cg_note_peak(CgCounters *c, uint32 total)
 		;
 }
 
+/*---- 1.1: floors and waits ----*/
+
+/* Whether a budget's charges move floors_unused: enforce, with a floor. */
+static inline bool
+cg_is_floor_budget(const CgBudget *b)
+{
+	return !b->monitor && b->min_connections > 0;
+}
+
+/*
+ * cg_slot_floor: the floor that charges of a counter slot count against:
+ * the min_connections of its budget in the active set when that is an
+ * enforce budget with a floor, else 0.  Caller holds the lock, shared.
+ */
+static inline uint32
+cg_slot_floor(int slot)
+{
+	int			budget;
+
+	if (slot < 0)
+		return 0;
+	budget = cg_slots[slot].index[cg_shared->active];
+	if (budget < 0 || !cg_is_floor_budget(&cg_budgets[budget]))
+		return 0;
+	return (uint32) cg_budgets[budget].min_connections;
+}
+
+/* The counter slot of a budget of the active set, or CG_UNBUDGETED. */
+int
+cg_budget_slot(int budget)
+{
+	return budget == CG_UNBUDGETED ? CG_UNBUDGETED : cg_budgets[budget].slot;
+}
+
+/*
+ * cg_charge_slot: cg_charge() on a counter slot (or CG_UNBUDGETED),
+ * keeping floors_unused exact: a charge that takes a floor budget's total
+ * up to its floor or less uses one of its guaranteed slots.  The total
+ * goes up first and floors_unused down second, so that in between the
+ * unused floors read too high, never too low (auth.c explains why that is
+ * the safe side).  Every change of a total outside a publish's flip goes
+ * through this and cg_release_slot, so floors_unused is the sum of the
+ * unused floors of the active set at all times.  Caller holds
+ * cg_shared->lock, shared.
+ */
+bool
+cg_charge_slot(int slot, int64 limit, uint32 *in_use)
+{
+	uint32		floor = cg_slot_floor(slot);
+
+	if (!cg_charge(cg_slot_counters(slot), limit, in_use))
+		return false;
+	if (floor > 0 && *in_use <= floor)
+		pg_atomic_fetch_sub_u32(&cg_shared->floors_unused, 1);
+	return true;
+}
+
+/*
+ * cg_release_slot: give one charge of a counter slot (or CG_UNBUDGETED)
+ * back.  For a floor budget going below its floor, floors_unused goes up
+ * before the total comes down (a compare-and-swap loop, undone when it
+ * loses a race), so that the unused floors never read too low.  Returns
+ * whether logins wait for a place in the budget (the caller broadcasts its
+ * wait_cv).  Caller holds cg_shared->lock, shared.
+ */
+bool
+cg_release_slot(int slot)
+{
+	CgCounters *c = cg_slot_counters(slot);
+	uint32		floor = cg_slot_floor(slot);
+	uint32		cur = pg_atomic_read_u32(&c->total);
+
+	for (;;)
+	{
+		bool		below = floor > 0 && cur <= floor;
+
+		if (cur == 0)
+			return false;		/* cannot happen: never below zero */
+		if (below)
+			pg_atomic_fetch_add_u32(&cg_shared->floors_unused, 1);
+		if (pg_atomic_compare_exchange_u32(&c->total, &cur, cur - 1))
+			break;
+		if (below)
+			pg_atomic_fetch_sub_u32(&cg_shared->floors_unused, 1);
+	}
+	return slot >= 0 && pg_atomic_read_u32(&c->waiting) > 0;
+}
+
+/* cg_charge_slot and cg_release_slot for a budget of the active set. */
+bool
+cg_charge_budget(int budget, int64 limit, uint32 *in_use)
+{
+	return cg_charge_slot(cg_budget_slot(budget), limit, in_use);
+}
+
+bool
+cg_release_budget(int budget)
+{
+	return cg_release_slot(cg_budget_slot(budget));
+}
+
+/*
+ * cg_unused_floor: max(0, min_connections - total) of an enforce budget,
+ * 0 for the others.  Caller holds the lock, shared.
+ */
+uint32
+cg_unused_floor(int budget)
+{
+	const CgBudget *b;
+	uint32		total;
+
+	if (budget < 0)
+		return 0;
+	b = &cg_budgets[budget];
+	if (!cg_is_floor_budget(b))
+		return 0;
+	total = pg_atomic_read_u32(&cg_counters(budget)->total);
+	return total >= (uint32) b->min_connections ? 0 :
+		(uint32) b->min_connections - total;
+}
+
+/*
+ * cg_publish_aggregates: what the login path needs about the floors of the
+ * set just made active: whether any enforce budget has one (the login
+ * path skips the floor check otherwise, O(1)), their sum (health(), the
+ * load WARNING), the first CG_MAX_FLOOR_LIST of them (the refusal's
+ * DETAIL) and floors_unused from the totals now.  Called by a publish at
+ * the flip, with the lock held exclusively (no charge runs meanwhile):
+ * work in the number of floor budgets only, listed when the set was built.
+ */
+void
+cg_publish_aggregates(void)
+{
+	int			k = cg_shared->active;
+	const CgBudgetSet *set = &cg_shared->set[k];
+	uint32		unused = 0;
+	int			i;
+
+	cg_shared->has_floors = set->nfloors > 0;
+	cg_shared->floors_sum = set->floors_sum;
+	cg_shared->nfloors = set->nfloors;
+	for (i = 0; i < set->nfloors; i++)
+	{
+		int			f = cg_indexes[k].floors[i];
+
+		if (i < CG_MAX_FLOOR_LIST)
+			cg_shared->floor_list[i] = f;
+		unused += cg_unused_floor(f);
+	}
+	pg_atomic_write_u32(&cg_shared->floors_unused, unused);
+}
+
+/*
+ * cg_publish_waiters: re-match the logins waiting for a place to the set
+ * just made active, moving each one's place in the "waiting" counts when
+ * the budget it now matches is another (or none: admitted unbudgeted when
+ * it next wakes).  Lock held exclusively (waiters change their slots
+ * under the shared lock); a pass over the session slots, matching only
+ * the waiting ones.
+ */
+void
+cg_publish_waiters(void)
+{
+	int			i;
+
+	for (i = 0; i < cg_nsessions; i++)
+	{
+		CgSession  *s = &cg_sessions[i];
+		int			budget;
+		int			slot;
+
+		if (pg_atomic_read_u64(&s->wait_ticket) == 0)
+			continue;
+		budget = cg_match_budget(s->application_name, s->role_name,
+								 s->database_name);
+		slot = cg_budget_slot(budget);
+		if (slot == s->wait_slot)
+			continue;
+		if (s->wait_slot >= 0)
+			pg_atomic_fetch_sub_u32(&cg_slots[s->wait_slot].c.waiting, 1);
+		if (slot >= 0)
+			pg_atomic_fetch_add_u32(&cg_slots[slot].c.waiting, 1);
+		s->wait_slot = slot;
+	}
+}
+
+/*
+ * cg_wake_waiters: after a publish, wake the logins waiting in any budget
+ * so that they look at the new budgets now.  No lock: the condition
+ * variables outlive publishes (a slot's is never initialised again).
+ */
+void
+cg_wake_waiters(void)
+{
+	int			i;
+
+	for (i = 0; i < cg_nslots; i++)
+		if (pg_atomic_read_u32(&cg_slots[i].c.waiting) > 0)
+			ConditionVariableBroadcast(&cg_slots[i].c.wait_cv);
+}
+
 /*
  * cg_copy_usage: the budgets' figures, then the unbudgeted row (with
  * max_connections -1), and the load state if asked.  Returns the number of
@@ -310,6 +557,8 @@ cg_copy_usage(CgUsageRow **rows, CgLoadState *state)
 		r[i].max_connections = b->max_connections;
 		r[i].total = pg_atomic_read_u32(&c->total);
 		r[i].peak = pg_atomic_read_u32(&c->peak);
+		r[i].min_connections = b->min_connections;
+		r[i].waiting = pg_atomic_read_u32(&c->waiting);
 	}
 	LWLockRelease(cg_shared->lock);
 
@@ -318,6 +567,8 @@ cg_copy_usage(CgUsageRow **rows, CgLoadState *state)
 	r[n].max_connections = -1;
 	r[n].total = pg_atomic_read_u32(&cg_shared->unbudgeted.total);
 	r[n].peak = pg_atomic_read_u32(&cg_shared->unbudgeted.peak);
+	r[n].min_connections = 0;
+	r[n].waiting = 0;
 
 	*rows = r;
 	return n + 1;

@@ -4,8 +4,9 @@
 # Installs what it needs (Debian 12), builds and installs conngov, starts a
 # cluster with conngov preloaded on a unix socket, writes budgets that
 # mirror a real deployment, simulates a few applications, and shows a
-# refusal, usage, headroom and an idle session ended by the worker.  The
-# cluster is removed at the end.
+# refusal, usage, headroom and an idle session ended by the worker; then
+# (1.1) a floor holding while another application storms, and a login that
+# waits for a place and gets in.  The cluster is removed at the end.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -90,11 +91,47 @@ sleep 4
 sql "SELECT at::time(0) AS at, kind, budget, pid, application_name, detail FROM conngov.events() WHERE kind <> 'budgets_reloaded' ORDER BY at"
 sql "SELECT budget, login_application_name, state FROM conngov.sessions() WHERE budget = 'reporting' ORDER BY login_application_name"
 
+say "A floor (1.1): core_api is guaranteed 150 connections; it uses 20"
+sql "UPDATE conngov.budgets SET min_connections = 150 WHERE name = 'core_api'"
+sql "SELECT conngov.reload() AS budgets_loaded"
+sql "SELECT normal_free, guaranteed_unused, shared_free FROM conngov.headroom()"
+
+say "An unbudgeted tool storms with 160 connections: it gets the shared slots only"
+for i in $(seq 1 160); do client "adhoc-$i" reporting 12; done
+sleep 4
+sql "SELECT normal_free, guaranteed_unused, shared_free FROM conngov.headroom()"
+run env PGAPPNAME=adhoc-more psql -X -h "$work" -p "$port" -U reporting -d postgres \
+	-c "SELECT 1" 2>&1 | sed 's/^/  client sees: /' || true
+
+say "... while core_api still opens 10 more connections"
+for i in $(seq 1 10); do client "core-api-more" core_api 12; done
+sleep 1.5
+sql "SELECT budget, total, min_connections, guaranteed_unused FROM conngov.usage() WHERE budget IN ('core_api', '(unbudgeted)') ORDER BY budget"
+
+say "The storm ends (its sessions are terminated)"
+sql "SELECT count(pg_terminate_backend(pid)) AS ended FROM conngov.sessions() WHERE login_application_name LIKE 'adhoc-%'"
+sleep 1
+sql "SELECT normal_free, guaranteed_unused, shared_free FROM conngov.headroom()"
+
+say "Waiting instead of refusing (1.1): aggregation_worker gets login_wait 10 s"
+sql "UPDATE conngov.budgets SET login_wait = '10 s' WHERE name = 'aggregation_worker'"
+sql "SELECT conngov.reload() AS budgets_loaded"
+(run env PGAPPNAME=aggregation_worker psql -X -h "$work" -p "$port" -U batch -d postgres \
+	-tAc "SELECT '4th aggregation_worker login: admitted after waiting'" 2>&1 |
+	sed 's/^/  client sees: /') &
+waiter=$!
+sleep 1
+sql "SELECT budget, total, max_connections, waiting FROM conngov.usage() WHERE budget = 'aggregation_worker'"
+say "One aggregation_worker connection ends: the waiting login takes its place"
+sql "SELECT count(pg_terminate_backend(pid)) AS ended FROM (SELECT pid FROM conngov.sessions() WHERE budget = 'aggregation_worker' LIMIT 1) s"
+wait "$waiter" || true
+sql "SELECT kind, budget, detail FROM conngov.events() WHERE kind IN ('waited', 'refused_for_floors') ORDER BY at DESC LIMIT 3"
+
 say "Counters and health"
-sql "SELECT budget, admitted, refused, ended_idle, peak FROM conngov.stats() ORDER BY budget"
+sql "SELECT budget, admitted, refused, refused_for_floors, waited, round(wait_seconds_total::numeric, 2) AS wait_s, ended_idle, peak FROM conngov.stats() ORDER BY budget"
 sql "SELECT jsonb_pretty(conngov.health() - 'checks') AS health"
 
 say "Server log lines written by conngov"
-grep -E -A2 "conngov|connection budget" "$work/server.log" | grep -v "^--" | sed 's/^/  /'
+grep -E -A2 "conngov|connection budget" "$work/server.log" | grep -v "^--" | head -40 | sed 's/^/  /'
 
 say "Done: the cluster is removed"

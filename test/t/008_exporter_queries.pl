@@ -141,7 +141,7 @@ is(join("\n", @errors), '', 'every namespace and metric is well formed');
 
 # the counters
 is( join(',', sort grep { $metric_type{$_} eq 'COUNTER' } keys %metric_type),
-	'conngov_stats_admitted,conngov_stats_ended_idle,conngov_stats_refused,conngov_stats_would_end_idle,conngov_stats_would_refuse',
+	'conngov_stats_admitted,conngov_stats_ended_idle,conngov_stats_refused,conngov_stats_refused_for_floors,conngov_stats_wait_seconds_total,conngov_stats_wait_timeouts,conngov_stats_waited,conngov_stats_would_end_idle,conngov_stats_would_refuse',
 	'the stats() counters are COUNTERs');
 
 # alerts.yml uses only metrics that queries.yaml makes
@@ -153,6 +153,8 @@ is( join(',', grep { !exists $metric_type{$_} || $metric_type{$_} eq 'LABEL' } s
 	'', 'alerts.yml uses only metrics of queries.yaml');
 like($alerts, qr/increase\(conngov_stats_refused\[5m\]\) > 0/,
 	'an alert on refusals');
+like($alerts, qr/conngov_headroom_floors_unreachable == 1/,
+	'an alert on a floor budget that cannot reach its floor');
 
 # --- every query on a live server ------------------------------------------
 my $node = cg_node('exporter', max_connections => 30);
@@ -260,6 +262,9 @@ my $h = $result{conngov_headroom}[0];
 is( join('|', map { $h->{$_}[1] } qw(max_connections normal_slots budgeted_total oversubscribed status_code)),
 	'30|27|10|0|0',
 	'conngov_headroom figures');
+is( join('|', map { $h->{$_}[1] } qw(guaranteed_unused shared_free floors_unreachable)),
+	'0|' . $h->{normal_free}[1] . '|0',
+	'conngov_headroom floors figures (no floor configured)');
 my %stats = map { $_->{budget}[1] => $_ } @{ $result{conngov_stats} };
 is( join(
 		"\n",
