@@ -38,6 +38,21 @@
 /* A session slot that is not charged at all. */
 #define CG_NOT_CHARGED		(-2)
 
+/* conngov.log_refusals */
+typedef enum CgLogRefusals
+{
+	CG_LOG_REFUSALS_OFF,
+	CG_LOG_REFUSALS_ON,
+	CG_LOG_REFUSALS_SAMPLED
+} CgLogRefusals;
+
+/* conngov.ending_sqlstate */
+typedef enum CgEndingSqlstate
+{
+	CG_ENDING_ADMIN,			/* 57P01, like pg_terminate_backend */
+	CG_ENDING_TIMEOUT			/* 57P05 / 25P03, like PostgreSQL's timeouts */
+} CgEndingSqlstate;
+
 /* conngov.mode and conngov.budgets.mode */
 typedef enum CgMode
 {
@@ -143,7 +158,34 @@ typedef struct CgSession
 	char		application_name[NAMEDATALEN];	/* from the startup packet */
 	char		role_name[NAMEDATALEN];
 	char		database_name[NAMEDATALEN];
+
+	/* the owner ran LISTEN: never ended for idleness (statements.c) */
+	bool		listening;
+
+	/*
+	 * An idle ending in progress, written by whoever ends the session (the
+	 * worker or sweep()) before it signals, for the owner's FATAL message:
+	 * end_pid is set last (write barrier) and names the session it is for.
+	 */
+	int			end_pid;		/* 0 = no idle ending */
+	bool		end_in_xact;	/* idle in transaction */
+	int64		end_idle_ms;
+	int64		end_timeout_ms;
+	char		end_budget[NAMEDATALEN];
 } CgSession;
+
+/*
+ * conngov.log_refusals = sampled: per budget (by name, in a small table
+ * hashed by name; a collision only costs one more full line), when the
+ * last line was written and how many refusals were not logged since.
+ */
+#define CG_REFUSAL_LOG_SLOTS	64
+typedef struct CgRefusalLog
+{
+	char		budget[NAMEDATALEN];
+	TimestampTz logged_at;		/* 0 = never */
+	uint32		unlogged;
+} CgRefusalLog;
 
 /* One entry of the events ring. */
 typedef struct CgEvent
@@ -169,7 +211,8 @@ typedef struct CgEvent
  *   EXCLUSIVE to append, SHARED to read.
  * - mutex (spinlock): worker_latch, worker_pid, loader_result and
  *   loader_reason (written by the loader, read by the worker), and
- *   load_reason (written by the worker and the loader, read by health()).
+ *   load_reason (written by the worker and the loader, read by health()),
+ *   refusal_log (refused logins, conngov.log_refusals = sampled).
  * - reload_requested/reload_done: atomics; reload_cv wakes reload() callers.
  */
 typedef struct CgSharedState
@@ -203,6 +246,9 @@ typedef struct CgSharedState
 
 	/* events ring, under events_lock */
 	uint64		event_next;		/* events ever written */
+
+	/* conngov.log_refusals = sampled, under mutex */
+	CgRefusalLog refusal_log[CG_REFUSAL_LOG_SLOTS];
 } CgSharedState;
 
 /* A budget's figures, copied out under the lock (usage(), health()). */
@@ -213,6 +259,7 @@ typedef struct CgUsageRow
 	int32		max_connections;	/* -1: the unbudgeted row */
 	uint32		total;
 	uint32		peak;
+	TimestampTz last_refused_at;	/* 0 = never */
 } CgUsageRow;
 
 /* One session an idle sweep ended, or would end. */
@@ -238,7 +285,9 @@ extern double cg_warn_ratio;
 extern double cg_critical_ratio;
 extern int	cg_max_budgets;
 extern int	cg_event_capacity;
-extern bool cg_log_refusals;
+extern int	cg_log_refusals;
+extern int	cg_ending_sqlstate;
+extern int	cg_refusal_window;
 extern const char *cg_exempt_list;
 
 /*---- shmem.c ----*/
@@ -269,6 +318,8 @@ extern void cg_publish_budgets(CgBudget *budgets, int nbudgets, int nrows,
 							   CgLoadState state, const char *reason);
 extern int64 cg_interval_to_ms(const Interval *iv);
 extern const char *cg_status(uint32 total, int32 max_connections);
+extern const char *cg_budget_status(uint32 total, int32 max_connections,
+									bool monitor, TimestampTz last_refused_at);
 
 /*---- loader.c ----*/
 extern bool cg_start_loader(BackgroundWorkerHandle **handle);
@@ -282,10 +333,18 @@ extern int	cg_normal_slots(void);
 
 /*---- notify.c ----*/
 extern bool cg_changes_pending(void);
+extern void cg_await_publish(void);
 extern void cg_notify_init(void);
 
 /*---- auth.c ----*/
 extern void cg_auth_init(void);
+extern CgSession *cg_my_session(void);
+extern void cg_recharge_if_renamed(void);
+extern void cg_recheck_exempt(void);
+
+/*---- statements.c ----*/
+extern bool cg_naming_open;
+extern void cg_statements_init(void);
 
 /*---- worker.c ----*/
 extern void cg_register_worker(void);

@@ -8,7 +8,10 @@
  * lock, joins them with a fresh copy of the backend status array (state
  * and state start), then per budget spares the idle_keep most recently
  * active idle sessions and ends the others past their deadline (or records
- * that it would, for monitor budgets and modes).  It returns when the next
+ * that it would, for monitor budgets and modes).  Exempt sessions and
+ * sessions that LISTEN are never candidates.  An ending marks the session
+ * slot before the signal, so that the session's FATAL says which budget
+ * ended it and why (auth.c).  It returns when the next
  * session can be due, for the worker's sleep.  It reads shared memory only,
  * so it needs neither a database nor a transaction; conngov.sweep() runs
  * the same code in a backend.
@@ -100,8 +103,20 @@ cg_end_session(const CgCandidate *c, const CgPolicy *p, bool act,
 	{
 		PGPROC	   *proc = BackendPidGetProc(c->pid);
 
-		if (proc == NULL || kill(c->pid, SIGTERM) != 0)
+		if (proc == NULL)
 			return;				/* it is gone already */
+		/* tell the session why, for its FATAL message (auth.c) */
+		s->end_in_xact = c->in_xact;
+		s->end_idle_ms = idle_ms;
+		s->end_timeout_ms = timeout_ms;
+		strlcpy(s->end_budget, p->name, NAMEDATALEN);
+		pg_write_barrier();
+		s->end_pid = c->pid;
+		if (kill(c->pid, SIGTERM) != 0)
+		{
+			s->end_pid = 0;
+			return;				/* it is gone already */
+		}
 	}
 	s->idle_noted_since = c->since;
 	s->idle_noted_ended = act;
@@ -216,7 +231,8 @@ cg_sweep_collect(CgSweep *sw)
 		pg_read_barrier();
 		/* read once: an exiting owner clears it under the shared lock too */
 		budget = *((volatile int *) &s->budget);
-		if (pid == 0 || budget < 0 || budget >= sw->nb || s->exempt)
+		if (pid == 0 || budget < 0 || budget >= sw->nb || s->exempt ||
+			s->listening)
 			continue;
 		if (sw->pol[budget].idle_timeout_ms == 0 &&
 			sw->pol[budget].idle_in_xact_timeout_ms == 0)

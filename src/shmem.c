@@ -135,7 +135,7 @@ cg_shmem_init_hooks(void)
 
 /*
  * cg_require_shared_state: the check every SQL-callable function makes
- * first.
+ * first; then it waits for a committed change to be published.
  */
 void
 cg_require_shared_state(void)
@@ -145,6 +145,8 @@ cg_require_shared_state(void)
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("conngov must be loaded via \"shared_preload_libraries\""),
 				 errhint("Add conngov to \"shared_preload_libraries\" and restart the server.")));
+	/* read-your-writes: a committed change to the budgets is published */
+	cg_await_publish();
 }
 
 /*
@@ -220,6 +222,8 @@ cg_copy_usage(CgUsageRow **rows, CgLoadState *state)
 		r[i].max_connections = b->max_connections;
 		r[i].total = pg_atomic_read_u32(&b->c.total);
 		r[i].peak = pg_atomic_read_u32(&b->c.peak);
+		r[i].last_refused_at = (TimestampTz)
+			pg_atomic_read_u64(&cg_counters(i)->last_refused_at);
 	}
 	LWLockRelease(cg_shared->lock);
 
@@ -228,6 +232,7 @@ cg_copy_usage(CgUsageRow **rows, CgLoadState *state)
 	r[n].max_connections = -1;
 	r[n].total = pg_atomic_read_u32(&cg_shared->unbudgeted.total);
 	r[n].peak = pg_atomic_read_u32(&cg_shared->unbudgeted.peak);
+	r[n].last_refused_at = 0;
 
 	*rows = r;
 	return n + 1;
