@@ -483,6 +483,7 @@ cg_describe_ending(ErrorData *edata)
 	char		budget[NAMEDATALEN];
 	char		timeout[32];
 	bool		in_xact;
+	bool		timeout_code;
 	int64		idle_ms;
 	int64		timeout_ms;
 
@@ -490,6 +491,7 @@ cg_describe_ending(ErrorData *edata)
 		return;
 	pg_read_barrier();
 	in_xact = s->end_in_xact;
+	timeout_code = s->end_timeout_code;
 	idle_ms = s->end_idle_ms;
 	timeout_ms = s->end_timeout_ms;
 	strlcpy(budget, s->end_budget, NAMEDATALEN);
@@ -508,7 +510,8 @@ cg_describe_ending(ErrorData *edata)
 							 kind, idle_ms / 1000.0,
 							 in_xact ? "idle_in_transaction_timeout" : "idle_timeout",
 							 timeout);
-	if (cg_ending_sqlstate == CG_ENDING_TIMEOUT)
+	/* the ender's setting: an idle session reads the config file late */
+	if (timeout_code)
 		edata->sqlerrcode = in_xact ?
 			ERRCODE_IDLE_IN_TRANSACTION_SESSION_TIMEOUT :
 			ERRCODE_IDLE_SESSION_TIMEOUT;

@@ -169,6 +169,7 @@ typedef struct CgSession
 	 */
 	int			end_pid;		/* 0 = no idle ending */
 	bool		end_in_xact;	/* idle in transaction */
+	bool		end_timeout_code;	/* conngov.ending_sqlstate = timeout */
 	int64		end_idle_ms;
 	int64		end_timeout_ms;
 	char		end_budget[NAMEDATALEN];

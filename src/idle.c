@@ -107,6 +107,7 @@ cg_end_session(const CgCandidate *c, const CgPolicy *p, bool act,
 			return;				/* it is gone already */
 		/* tell the session why, for its FATAL message (auth.c) */
 		s->end_in_xact = c->in_xact;
+		s->end_timeout_code = (cg_ending_sqlstate == CG_ENDING_TIMEOUT);
 		s->end_idle_ms = idle_ms;
 		s->end_timeout_ms = timeout_ms;
 		strlcpy(s->end_budget, p->name, NAMEDATALEN);
