@@ -65,7 +65,8 @@ cg_changes_pending(void)
  * cg_await_publish: wait until the load requested by the commits seen so
  * far is published, at most CG_AWAIT_PUBLISH_MS (the worker may be
  * restarting, the table locked: then the budgets are as before, as
- * without this wait).  Costs two atomic reads when nothing is pending.
+ * without this wait; with no worker running, as in binary-upgrade mode, it
+ * does not wait at all).  Costs two atomic reads when nothing is pending.
  * Called with no lock held.
  */
 void
@@ -73,11 +74,19 @@ cg_await_publish(void)
 {
 	uint32		request;
 	TimestampTz start;
+	bool		running;
 
 	if (cg_shared == NULL)
 		return;
 	request = pg_atomic_read_u32(&cg_shared->reload_requested);
 	if ((int32) (pg_atomic_read_u32(&cg_shared->reload_done) - request) >= 0)
+		return;
+
+	/* no worker (binary-upgrade mode, a restart): nobody would publish */
+	SpinLockAcquire(&cg_shared->mutex);
+	running = (cg_shared->worker_pid != 0);
+	SpinLockRelease(&cg_shared->mutex);
+	if (!running)
 		return;
 
 	start = GetCurrentTimestamp();

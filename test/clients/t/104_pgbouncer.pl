@@ -5,7 +5,8 @@
 # budgets by role: PgBouncer's server connections are what conngov counts;
 # a refused server login is retried by PgBouncer while its clients wait,
 # and the pool recovers when a place frees; the first client of a cold pool
-# gets the refusal at once.
+# gets the refusal at once; budgets by application_name apply to a new
+# server connection through late naming (PgBouncer's SET application_name).
 use strict;
 use warnings FATAL => 'all';
 
@@ -24,13 +25,15 @@ plan skip_all => 'pgbouncer is not installed (run-tests.sh clients installs it)'
 my $node = cg_node('bouncer', max_connections => 40,
 	conf => "listen_addresses = '127.0.0.1'\n");
 $node->safe_psql('postgres',
-	'CREATE ROLE regress_s LOGIN; CREATE ROLE regress_t LOGIN; CREATE ROLE regress_z LOGIN;');
+	'CREATE ROLE regress_s LOGIN IN ROLE pg_monitor; CREATE ROLE regress_t LOGIN IN ROLE pg_monitor; CREATE ROLE regress_z LOGIN; '
+	  . 'CREATE ROLE regress_n LOGIN;');
 my $mon = cg_psql($node, 'postgres');
 sub sql { return $mon->query_safe($_[0]); }
 cg_set_budgets($node, 'name, application_pattern, role_name, max_connections',
 	"('sess', '%', 'regress_s', 2)",
 	"('xact', '%', 'regress_t', 2)",
-	"('zero', '%', 'regress_z', 0)", { monitor => $mon });
+	"('zero', '%', 'regress_z', 0)",
+	"('napp', 'n-app%', 'regress_n', 1)", { monitor => $mon });
 
 # PgBouncer on 127.0.0.1, pools of 5 (more than the budgets), a refused
 # server login retried every second
@@ -39,7 +42,7 @@ my $bport = PostgreSQL::Test::Cluster::get_free_port();
 my $pgport = $node->port;
 my $wait = int(cg_late());
 PostgreSQL::Test::Utils::append_to_file("$dir/userlist.txt",
-	qq("regress_s" ""\n"regress_t" ""\n"regress_z" ""\n));
+	qq("regress_s" ""\n"regress_t" ""\n"regress_z" ""\n"regress_n" ""\n));
 PostgreSQL::Test::Utils::append_to_file("$dir/pgbouncer.ini", <<"EOC");
 [databases]
 sessdb = host=127.0.0.1 port=$pgport dbname=postgres pool_mode=session
@@ -139,9 +142,37 @@ sub stat_of
 	my ($rc, $out, $err) = cg_login($node, connstr => "$connstr dbname=sessdb",
 		user => 'regress_z');
 	isnt($rc, 0, 'cold pool: the client is refused');
-	diag("cold pool: $err");
 	like($err, qr/connection budget "zero" exhausted/,
 		'cold pool: PgBouncer passes the message on');
+}
+
+###########################################################################
+# 4. budgets by application_name behind PgBouncer: PgBouncer opens a server
+# connection without the client's application_name and SETs it before the
+# first query, so late naming charges a new server connection to the
+# budget of the first client that uses it; one over that budget is ended,
+# and PgBouncer's client sees only "invalid server parameter".
+{
+	my $gate = cg_gate($node);
+	my $held;
+	{
+		local $ENV{PGAPPNAME} = 'n-app-1';
+		$held = start_clients(1, 'sessdb', 'regress_n', $gate);
+	}
+	is(cg_gate_wait($gate, $held), 1, 'by name: the first client runs');
+	is( sql("SELECT string_agg(application_name || '|' || login_application_name || '|' || budget, ' ') FROM conngov.sessions() WHERE role_name = 'regress_n'"),
+		'n-app-1|n-app-1|napp',
+		'by name: its new server connection is charged by late naming');
+	my ($rc, $out, $err) = cg_login($node, app => 'n-app-2', user => 'regress_n',
+		connstr => "$connstr dbname=sessdb");
+	isnt($rc, 0, 'by name: a second client over the budget fails');
+	like($err, qr/FATAL:  invalid server parameter/,
+		'by name: and sees only PgBouncer\'s "invalid server parameter"');
+	is( sql("SELECT string_agg(kind || '|' || application_name, ' ') FROM conngov.events() WHERE budget = 'napp'"),
+		'refused|n-app-2', 'by name: one refused event names the client\'s application');
+	cg_gate_release($gate);
+	cg_finish_clients($held);
+	cg_gate_quit($gate);
 }
 
 my $log = slurp_file("$dir/pgbouncer.log");
