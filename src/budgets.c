@@ -484,22 +484,23 @@ cg_status(uint32 total, int32 max_connections)
 
 /*
  * cg_budget_status: a budget's status.  "exhausted" means logins were
- * refused within conngov.refusal_window (or, for a monitor budget, that
- * it is over its limit: it would have refused); "full" is a budget at its
- * limit with no refusal in the window, the intended state of a fixed-size
- * pool on an exactly sized budget; below the limit, cg_status's ratios.
+ * refused within conngov.refusal_window, or the budget is over its limit
+ * (exempt sessions, a lowered limit, a monitor budget: the next login
+ * would be refused); "full" is a budget exactly at its limit with no
+ * refusal in the window, the intended state of a fixed-size pool on an
+ * exactly sized budget; below the limit, cg_status's ratios.
  */
 const char *
-cg_budget_status(uint32 total, int32 max_connections, bool monitor,
+cg_budget_status(uint32 total, int32 max_connections,
 				 TimestampTz last_refused_at)
 {
 	if (last_refused_at != 0 &&
 		!TimestampDifferenceExceeds(last_refused_at, GetCurrentTimestamp(),
 									cg_refusal_window * 1000))
 		return "exhausted";
-	if (monitor && (int64) total > (int64) max_connections)
+	if ((int64) total > (int64) max_connections)
 		return "exhausted";
-	if ((int64) total >= (int64) max_connections)
+	if ((int64) total == (int64) max_connections)
 		return "full";
 	return cg_status(total, max_connections);
 }

@@ -320,7 +320,7 @@ extern void cg_publish_budgets(CgBudget *budgets, int nbudgets, int nrows,
 extern int64 cg_interval_to_ms(const Interval *iv);
 extern const char *cg_status(uint32 total, int32 max_connections);
 extern const char *cg_budget_status(uint32 total, int32 max_connections,
-									bool monitor, TimestampTz last_refused_at);
+									TimestampTz last_refused_at);
 
 /*---- loader.c ----*/
 extern bool cg_start_loader(BackgroundWorkerHandle **handle);

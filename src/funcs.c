@@ -111,7 +111,6 @@ conngov_usage(PG_FUNCTION_ARGS)
 				nulls[j++] = true;
 			values[j++] = CStringGetTextDatum(cg_budget_status(r->total,
 															   r->max_connections,
-															   r->monitor,
 															   r->last_refused_at));
 		}
 		Assert(j == CG_USAGE_COLS);

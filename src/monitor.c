@@ -214,7 +214,6 @@ conngov_health(PG_FUNCTION_ARGS)
 	{
 		const char *status = cg_budget_status(rows[i].total,
 											  rows[i].max_connections,
-											  rows[i].monitor,
 											  rows[i].last_refused_at);
 
 		appendStringInfoString(&buf, ", {\"name\": ");
