@@ -14,6 +14,17 @@
  * taken, so a FATAL later in startup (unknown database, PostgreSQL's own
  * reserved-slot refusal) or any other exit gives it back.
  *
+ * The same charge and refusal serve late naming (cg_recharge_if_renamed,
+ * called by statements.c): the new budget is charged first, below its
+ * limit, and only then is the old charge given back, all under the shared
+ * lock, so a publish never sees the session charged twice or not at all.
+ * The loader re-applies conngov.exempt_roles to open sessions
+ * (cg_recheck_exempt).  The emit_log_hook hides refusals from the server
+ * log as conngov.log_refusals says, and turns PostgreSQL's "terminating
+ * connection due to administrator command" into the idle ending's own
+ * message when, and only when, the worker marked this session before its
+ * SIGTERM.
+ *
  * Copyright (c) 2026, conngov developers
  *
  * IDENTIFICATION

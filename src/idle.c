@@ -11,10 +11,10 @@
  * that it would, for monitor budgets and modes).  Exempt sessions and
  * sessions that LISTEN are never candidates.  An ending marks the session
  * slot before the signal, so that the session's FATAL says which budget
- * ended it and why (auth.c).  It returns when the next
- * session can be due, for the worker's sleep.  It reads shared memory only,
- * so it needs neither a database nor a transaction; conngov.sweep() runs
- * the same code in a backend.
+ * ended it and why (auth.c).  It returns when the next session can be
+ * due, for the worker's sleep.  It reads shared memory only, so it needs
+ * neither a database nor a transaction; conngov.sweep() runs the same code
+ * in a backend.
  *
  * Copyright (c) 2026, conngov developers
  *

@@ -294,6 +294,25 @@ my $cols =
 	cg_quit($s);
 }
 
+###########################################################################
+# 8. sessions() works with 1.0's declaration (11 columns) and gains
+# current_budget with ALTER EXTENSION conngov UPDATE.
+{
+	sql('DROP EXTENSION conngov');
+	sql(q{CREATE EXTENSION conngov VERSION '1.0'});
+	sql('SELECT conngov.reload()');
+	is(sql('SELECT count(*) > 0 FROM conngov.sessions() WHERE pid = pg_backend_pid()'),
+		't', '1.0 SQL: sessions() works with the 1.1 library');
+	sql('ALTER EXTENSION conngov UPDATE');
+	is(sql(q{SELECT extversion FROM pg_extension WHERE extname = 'conngov'}), '1.1',
+		'ALTER EXTENSION conngov UPDATE: 1.1');
+	is(sql('SELECT budget || \'|\' || current_budget FROM conngov.sessions() WHERE pid = pg_backend_pid()'),
+		'(unbudgeted)|(unbudgeted)', '1.1: sessions() shows current_budget');
+	is(sql(q{SELECT has_function_privilege('pg_monitor', 'conngov.sessions()', 'EXECUTE')::text
+		|| has_function_privilege('public', 'conngov.sessions()', 'EXECUTE')::text}),
+		'truefalse', '1.1: sessions() for pg_monitor, not PUBLIC, as in 1.0');
+}
+
 $mon->quit;
 $node->stop;
 done_testing();
