@@ -90,9 +90,9 @@ cg_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 		(IsA(stmt, DiscardStmt) &&
 		 ((DiscardStmt *) stmt)->target == DISCARD_ALL);
 
-	cg_nesting++;
-	PG_TRY();
+	if (!cg_naming_open)
 	{
+		/* naming is closed for good: no nesting to keep */
 		if (prev_ProcessUtility)
 			prev_ProcessUtility(pstmt, queryString, readOnlyTree, context,
 								params, queryEnv, dest, qc);
@@ -100,15 +100,28 @@ cg_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 			standard_ProcessUtility(pstmt, queryString, readOnlyTree, context,
 									params, queryEnv, dest, qc);
 	}
-	PG_CATCH();
+	else
 	{
+		cg_nesting++;
+		PG_TRY();
+		{
+			if (prev_ProcessUtility)
+				prev_ProcessUtility(pstmt, queryString, readOnlyTree, context,
+									params, queryEnv, dest, qc);
+			else
+				standard_ProcessUtility(pstmt, queryString, readOnlyTree,
+										context, params, queryEnv, dest, qc);
+		}
+		PG_CATCH();
+		{
+			cg_nesting--;
+			if (top && !is_set)
+				cg_naming_open = false;
+			PG_RE_THROW();
+		}
+		PG_END_TRY();
 		cg_nesting--;
-		if (top && !is_set)
-			cg_naming_open = false;
-		PG_RE_THROW();
 	}
-	PG_END_TRY();
-	cg_nesting--;
 
 	if (listen)
 		cg_set_listening(true);
