@@ -198,7 +198,8 @@ CREATE FUNCTION conngov.sessions(
 	OUT state text,
 	OUT state_since timestamptz,
 	OUT backend_start timestamptz,
-	OUT exempt boolean)
+	OUT exempt boolean,
+	OUT current_budget text)
 RETURNS SETOF record
 LANGUAGE C STRICT VOLATILE
 AS 'MODULE_PATHNAME', 'conngov_sessions';

@@ -17,9 +17,10 @@ SELECT budget, login_application_name, application_name, role_name = current_use
        backend_start IS NOT NULL AS has_start, exempt
   FROM conngov.sessions() WHERE pid = pg_backend_pid();
 
--- a later SET application_name changes what is shown, not the charge
+-- a SET application_name after the session's first statement changes what
+-- is shown, not the charge; current_budget is what the new name matches
 SET application_name = 'core-api-renamed';
-SELECT budget, login_application_name, application_name
+SELECT budget, login_application_name, application_name, current_budget
   FROM conngov.sessions() WHERE pid = pg_backend_pid();
 RESET application_name;
 

@@ -33,7 +33,8 @@ SELECT c->>'budget' AS budget, c->>'status' AS status, c->>'mode' AS mode,
 SELECT (SELECT array_agg(k ORDER BY k) FROM jsonb_object_keys(c) k) AS server_keys
   FROM conngov.health() h, jsonb_array_elements(h->'checks') c
  WHERE c->>'name' = 'server';
--- a budget at its limit makes it unhealthy; a budget of 0 does not
+-- a budget at its limit with no refusal is full, which is healthy (a budget
+-- of 0 is never counted); refusals make it exhausted (TAP 015)
 UPDATE conngov.budgets SET max_connections = 0 WHERE name = 'one_more';
 UPDATE conngov.budgets SET max_connections = 1 WHERE name = 'regress';
 SELECT conngov.reload();

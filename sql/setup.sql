@@ -33,4 +33,6 @@ ALTER SYSTEM SET conngov.max_budgets = 0;
 ALTER SYSTEM SET conngov.event_capacity = 1;
 ALTER SYSTEM SET conngov.exempt_roles = 'a,,b';
 ALTER SYSTEM SET conngov.log_refusals = 'maybe';
+ALTER SYSTEM SET conngov.ending_sqlstate = 'sometimes';
+ALTER SYSTEM SET conngov.refusal_window = 0;
 ALTER SYSTEM SET conngov.nonexistent = 'x';

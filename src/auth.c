@@ -45,6 +45,17 @@
  * (checked every CG_WAIT_TICK_MS); the exit callback leaves the queue on
  * every path (cancel, terminate, FATAL).
  *
+ * The same charge and refusal serve late naming (cg_recharge_if_renamed,
+ * called by statements.c): the new budget is charged first, below its
+ * limit, and only then is the old charge given back, all under the shared
+ * lock, so a publish never sees the session charged twice or not at all.
+ * The loader re-applies conngov.exempt_roles to open sessions
+ * (cg_recheck_exempt).  The emit_log_hook hides refusals from the server
+ * log as conngov.log_refusals says, and turns PostgreSQL's "terminating
+ * connection due to administrator command" into the idle ending's own
+ * message when, and only when, the worker marked this session before its
+ * SIGTERM.
+ *
  * Copyright (c) 2026, conngov developers
  *
  * IDENTIFICATION
@@ -57,6 +68,7 @@
 #include <sys/socket.h>
 #include <netdb.h>
 
+#include "common/hashfn.h"
 #include "common/ip.h"
 #include "lib/stringinfo.h"
 #include "libpq/auth.h"
@@ -67,6 +79,7 @@
 #include "storage/ipc.h"
 #include "utils/acl.h"
 #include "utils/elog.h"
+#include "utils/guc.h"
 #include "utils/timeout.h"
 #include "utils/timestamp.h"
 
@@ -84,7 +97,7 @@ static emit_log_hook_type prev_emit_log_hook = NULL;
 /* This backend's slot in cg_sessions while charged, else -1. */
 static int	cg_my_slot = -1;
 static bool cg_exit_registered = false;
-/* Set just before a refusal when conngov.log_refusals is off. */
+/* Set just before a refusal that conngov.log_refusals keeps from the log. */
 static bool cg_hide_refusal = false;
 /* This backend's slot while it waits for a place (login_wait), else -1. */
 static int	cg_wait_slot = -1;
@@ -105,6 +118,9 @@ typedef struct CgFloorRefusal
 } CgFloorRefusal;
 
 static void cg_leave_queue(bool timed_out);
+
+/* conngov.log_refusals = sampled: one line per budget per this period. */
+#define CG_REFUSAL_LOG_PERIOD_MS	10000
 
 /*
  * cg_release: before_shmem_exit callback giving the charge back.  Runs on
@@ -171,10 +187,65 @@ cg_is_exempt(const char *role_name)
 }
 
 /*
- * cg_refuse: the FATAL of a refused login, with the SPEC's wording;
- * "extra" (or NULL) is one more sentence of DETAIL (how long it waited,
- * how many wait).  The message is the one server log line unless
- * conngov.log_refusals is off.
+ * cg_log_this_refusal: whether the FATAL of a refusal of budget goes to the
+ * server log.  With conngov.log_refusals = sampled, the first refusal of a
+ * budget is logged in full; later ones are counted, and the first one 10 s
+ * or more after the last line writes one line with the count instead of
+ * its own FATAL.  The client always gets the FATAL; stats() and events()
+ * count every refusal.
+ */
+static bool
+cg_log_this_refusal(const char *budget)
+{
+	CgRefusalLog *e;
+	TimestampTz now;
+	TimestampTz since = 0;
+	uint32		count = 0;
+	bool		full = false;
+
+	if (cg_log_refusals != CG_LOG_REFUSALS_SAMPLED)
+		return cg_log_refusals == CG_LOG_REFUSALS_ON;
+
+	now = GetCurrentTimestamp();
+	e = &cg_shared->refusal_log[hash_bytes((const unsigned char *) budget,
+										   strlen(budget)) % CG_REFUSAL_LOG_SLOTS];
+	SpinLockAcquire(&cg_shared->mutex);
+	if (e->logged_at == 0 || strcmp(e->budget, budget) != 0)
+	{
+		strlcpy(e->budget, budget, NAMEDATALEN);
+		e->logged_at = now;
+		e->unlogged = 0;
+		full = true;
+	}
+	else if (TimestampDifferenceExceeds(e->logged_at, now,
+										CG_REFUSAL_LOG_PERIOD_MS))
+	{
+		/* quiet since the last line: this one starts a new series */
+		full = (e->unlogged == 0);
+		count = e->unlogged + 1;
+		since = e->logged_at;
+		e->logged_at = now;
+		e->unlogged = 0;
+	}
+	else
+		e->unlogged++;
+	SpinLockRelease(&cg_shared->mutex);
+
+	if (!full && count > 0)
+		ereport(LOG,
+				(errmsg("conngov: %u logins refused by connection budget \"%s\" in the last %.1f s",
+						count, budget, (now - since) / 1000000.0),
+				 errdetail("conngov.log_refusals is \"sampled\": one line per budget every %d s; stats() and events() count every refusal.",
+						   CG_REFUSAL_LOG_PERIOD_MS / 1000)));
+	return full;
+}
+
+/*
+ * cg_refuse: the FATAL of a refused login (or late naming), with the
+ * SPEC's wording; "extra" (or NULL) is one more sentence of DETAIL (how
+ * long it waited, how many wait).  The message text is an API: libpq
+ * clients cannot see the SQLSTATE of a refused login and match on it.  It
+ * is the one server log line, as conngov.log_refusals says.
  */
 static void
 cg_refuse(const CgBudget *b, uint32 in_use, const char *extra)
@@ -189,7 +260,7 @@ cg_refuse(const CgBudget *b, uint32 in_use, const char *extra)
 		snprintf(filter + strlen(filter), sizeof(filter) - strlen(filter),
 				 " AND database_name = '%s'", b->database_name);
 
-	cg_hide_refusal = !cg_log_refusals;
+	cg_hide_refusal = !cg_log_this_refusal(b->name);
 	ereport(FATAL,
 			(errcode(ERRCODE_TOO_MANY_CONNECTIONS),
 			 errmsg("connection budget \"%s\" exhausted", b->name),
@@ -288,7 +359,7 @@ cg_refuse_for_floors(const char *budget_name, const CgFloorRefusal *fr)
 	if (fr->n > shown)
 		appendStringInfo(&list, " and %d other budgets", fr->n - shown);
 
-	cg_hide_refusal = !cg_log_refusals;
+	cg_hide_refusal = !cg_log_this_refusal(budget_name);
 	/* fr->n is 0 only past the CG_MAX_FLOOR_LIST floor budgets listed */
 	ereport(FATAL,
 			(errcode(ERRCODE_TOO_MANY_CONNECTIONS),
@@ -482,6 +553,7 @@ cg_take_slot(CgSession *s, int slot, int budget)
 	pg_write_barrier();
 	s->pid = MyProcPid;
 	cg_my_slot = slot;
+	cg_naming_open = true;		/* late naming (statements.c) */
 }
 
 /*
@@ -763,6 +835,9 @@ cg_ClientAuthentication(Port *port, int status)
 		cg_exit_registered = true;
 	}
 
+	/* read-your-writes: a committed change to the budgets is published */
+	cg_await_publish();
+
 	/* The identity is private until pid is set. */
 	s = &cg_sessions[slot];
 	strlcpy(s->application_name,
@@ -771,6 +846,8 @@ cg_ClientAuthentication(Port *port, int status)
 	strlcpy(s->role_name, port->user_name, NAMEDATALEN);
 	strlcpy(s->database_name, port->database_name, NAMEDATALEN);
 	s->exempt = l.exempt;
+	s->listening = false;
+	s->end_pid = 0;
 
 	LWLockAcquire(cg_shared->lock, LW_SHARED);
 	unloaded = (cg_shared->state == CG_STATE_UNLOADED);
@@ -818,14 +895,272 @@ cg_ClientAuthentication(Port *port, int status)
 }
 
 /*
- * cg_emit_log: hides the refusal's FATAL from the server log when
- * conngov.log_refusals is off; the client still gets it.
+ * cg_my_session: this backend's session slot while it is charged, else
+ * NULL.
+ */
+CgSession *
+cg_my_session(void)
+{
+	if (cg_my_slot < 0 || cg_shared == NULL)
+		return NULL;
+	return &cg_sessions[cg_my_slot];
+}
+
+/*
+ * cg_report_late_refusal: the event of a late name refused (or admitted
+ * over its budget), then the FATAL when it was refused.  As at login.
+ */
+static void
+cg_report_late_refusal(const CgSession *s, const char *name,
+					   const CgBudget *hit, uint32 in_use, bool refused)
+{
+	char		detail[128];
+	char		addr[NI_MAXHOST];
+	Port	   *port = MyProcPort;
+
+	addr[0] = '\0';
+	if (port != NULL &&
+		(port->raddr.addr.ss_family == AF_INET ||
+		 port->raddr.addr.ss_family == AF_INET6) &&
+		pg_getnameinfo_all(&port->raddr.addr, port->raddr.salen,
+						   addr, sizeof(addr), NULL, 0,
+						   NI_NUMERICHOST | NI_NUMERICSERV) == 0)
+		addr[strcspn(addr, "%")] = '\0';
+	else
+		addr[0] = '\0';
+
+	snprintf(detail, sizeof(detail), "%u in use, limit %d",
+			 in_use, hit->max_connections);
+	cg_add_event(refused ? CG_EVENT_REFUSED : CG_EVENT_WOULD_REFUSE,
+				 hit->name, MyProcPid, s->role_name, s->database_name,
+				 name, addr, detail);
+	if (refused)
+		cg_refuse(hit, in_use, NULL);
+}
+
+/*
+ * cg_recharge_if_renamed: late naming.  Called by statements.c at the end
+ * of each statement until the first one that is not a SET: when the
+ * session's application_name is no longer the one it is charged by, charge
+ * it to the budget the new name matches (first, below that budget's limit,
+ * as at login; floors do not apply, the session holds its process slot
+ * already, and neither does login_wait), then give the old charge back
+ * with a compare-and-swap (a publish may be moving it); when the new
+ * budget has no place, end the session with the login's refusal.
+ * Afterwards, naming is closed by the caller and later names change
+ * nothing.
+ */
+void
+cg_recharge_if_renamed(void)
+{
+	CgSession  *s = cg_my_session();
+	char		name[NAMEDATALEN];
+	int			budget;
+	int			old;
+	int			to;
+	int			wake = CG_NOT_CHARGED;
+	bool		refused = false;
+	bool		would_refuse = false;
+	uint32		in_use = 0;
+	CgBudget	hit;
+
+	if (s == NULL)
+		return;
+	strlcpy(name, application_name ? application_name : "", NAMEDATALEN);
+	if (strcmp(name, s->application_name) == 0)
+		return;
+
+	cg_await_publish();
+	LWLockAcquire(cg_shared->lock, LW_SHARED);
+	old = cg_session_charge(s);
+	if (s->pid != MyProcPid || old == CG_NOT_CHARGED)
+	{
+		LWLockRelease(cg_shared->lock);
+		return;
+	}
+	budget = cg_shared->state == CG_STATE_UNLOADED ? CG_UNBUDGETED :
+		cg_match_budget(name, s->role_name, s->database_name);
+	to = cg_budget_slot(budget);
+	if (to != old)
+	{
+		CgCounters *c = cg_slot_counters(to);
+
+		if (!cg_charge_slot(to, budget >= 0 ?
+							cg_budgets[budget].max_connections : -1, &in_use))
+		{
+			CgBudget   *b = &cg_budgets[budget];
+
+			memcpy(&hit, b, sizeof(CgBudget));
+			if (cg_mode == CG_MODE_ENFORCE && !b->monitor && !s->exempt)
+			{
+				refused = true;
+				pg_atomic_fetch_add_u64(&c->refused, 1);
+				pg_atomic_write_u64(&c->last_refused_at,
+									(uint64) GetCurrentTimestamp());
+			}
+			else
+			{
+				/* monitor, off or exempt: charged over the budget */
+				would_refuse = !s->exempt && cg_mode != CG_MODE_OFF;
+				if (would_refuse)
+					pg_atomic_fetch_add_u64(&c->would_refuse, 1);
+				(void) cg_charge_slot(to, -1, &in_use);
+			}
+		}
+		if (!refused)
+		{
+			pg_atomic_fetch_add_u64(&c->admitted, 1);
+			/* swap the charge; a publish may have moved it meanwhile */
+			for (;;)
+			{
+				uint32		expected = (uint32) old;
+
+				if (pg_atomic_compare_exchange_u32(&s->charge, &expected,
+												   (uint32) to))
+				{
+					if (cg_release_slot(old))
+						wake = old;
+					break;
+				}
+				old = (int32) expected;
+				if (old == to)
+				{
+					/* a publish moved it there already: one charge too many */
+					(void) cg_release_slot(to);
+					break;
+				}
+			}
+		}
+	}
+	/* the slot's name is the one it is charged by (publish re-matches it) */
+	if (!refused)
+		cg_session_set_name(s, name);
+	if (wake >= 0)
+		ConditionVariableBroadcast(&cg_slots[wake].c.wait_cv);
+	LWLockRelease(cg_shared->lock);
+
+	if (would_refuse || refused)
+		cg_report_late_refusal(s, name, &hit, in_use, refused);
+}
+
+/*
+ * cg_recheck_exempt: conngov.exempt_roles (and superuser, and
+ * pg_use_reserved_connections) applied to the sessions already open.
+ * Called by the loader, in a transaction, after a SIGHUP and on every
+ * load.  The roles are looked up without the lock; a slot reused meanwhile
+ * (another pid) is left to its own login.
+ */
+void
+cg_recheck_exempt(void)
+{
+	struct
+	{
+		int			slot;
+		int			pid;
+		char		role_name[NAMEDATALEN];
+		bool		exempt;
+	}		   *v;
+	int			n = 0;
+	int			i;
+
+	v = palloc(sizeof(*v) * cg_nsessions);
+	LWLockAcquire(cg_shared->lock, LW_SHARED);
+	for (i = 0; i < cg_nsessions; i++)
+	{
+		const CgSession *s = &cg_sessions[i];
+		int			pid = s->pid;
+
+		pg_read_barrier();
+		if (pid == 0)
+			continue;
+		v[n].slot = i;
+		v[n].pid = pid;
+		strlcpy(v[n].role_name, s->role_name, NAMEDATALEN);
+		n++;
+	}
+	LWLockRelease(cg_shared->lock);
+
+	for (i = 0; i < n; i++)
+		v[i].exempt = cg_is_exempt(v[i].role_name);
+
+	LWLockAcquire(cg_shared->lock, LW_SHARED);
+	for (i = 0; i < n; i++)
+	{
+		CgSession  *s = &cg_sessions[v[i].slot];
+
+		if (s->pid == v[i].pid)
+			s->exempt = v[i].exempt;
+	}
+	LWLockRelease(cg_shared->lock);
+	pfree(v);
+}
+
+/*
+ * cg_describe_ending: the FATAL of this session's idle ending.  The worker
+ * (or sweep()) marks the session slot before its SIGTERM; PostgreSQL then
+ * reports "terminating connection due to administrator command" (57P01).
+ * Only when the mark names this backend is the message rewritten, so a
+ * person's pg_terminate_backend keeps PostgreSQL's own.  The prefix
+ * "terminating connection" stays: drivers match it to detect a lost
+ * connection.
+ */
+static void
+cg_describe_ending(ErrorData *edata)
+{
+	CgSession  *s = cg_my_session();
+	const char *kind;
+	char		budget[NAMEDATALEN];
+	char		timeout[32];
+	bool		in_xact;
+	bool		timeout_code;
+	int64		idle_ms;
+	int64		timeout_ms;
+
+	if (s == NULL || s->end_pid != MyProcPid)
+		return;
+	pg_read_barrier();
+	in_xact = s->end_in_xact;
+	timeout_code = s->end_timeout_code;
+	idle_ms = s->end_idle_ms;
+	timeout_ms = s->end_timeout_ms;
+	strlcpy(budget, s->end_budget, NAMEDATALEN);
+
+	/* "3 s", "2.5 s", "0.001 s": the timeout as the budget says it */
+	snprintf(timeout, sizeof(timeout), "%.3f", timeout_ms / 1000.0);
+	while (timeout[strlen(timeout) - 1] == '0')
+		timeout[strlen(timeout) - 1] = '\0';
+	if (timeout[strlen(timeout) - 1] == '.')
+		timeout[strlen(timeout) - 1] = '\0';
+
+	kind = in_xact ? "idle in transaction" : "idle";
+	edata->message = psprintf("terminating connection due to %s timeout of connection budget \"%s\"",
+							  kind, budget);
+	edata->detail = psprintf("The session was %s for %.1f s; the budget's %s is %s s.",
+							 kind, idle_ms / 1000.0,
+							 in_xact ? "idle_in_transaction_timeout" : "idle_timeout",
+							 timeout);
+	/* the ender's setting: an idle session reads the config file late */
+	if (timeout_code)
+		edata->sqlerrcode = in_xact ?
+			ERRCODE_IDLE_IN_TRANSACTION_SESSION_TIMEOUT :
+			ERRCODE_IDLE_SESSION_TIMEOUT;
+}
+
+/*
+ * cg_emit_log: hides a refusal's FATAL from the server log as
+ * conngov.log_refusals says (the client still gets it), and makes an idle
+ * ending's FATAL say why (cg_describe_ending).
  */
 static void
 cg_emit_log(ErrorData *edata)
 {
-	if (cg_hide_refusal && edata->elevel == FATAL)
-		edata->output_to_server = false;
+	if (edata->elevel == FATAL)
+	{
+		if (cg_hide_refusal)
+			edata->output_to_server = false;
+		else if (edata->sqlerrcode == ERRCODE_ADMIN_SHUTDOWN)
+			cg_describe_ending(edata);
+	}
 	if (prev_emit_log_hook)
 		prev_emit_log_hook(edata);
 }

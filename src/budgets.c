@@ -435,6 +435,7 @@ static int
 cg_session_target(CgSession *s, int k, int *from)
 {
 	int			budget;
+	char		name[NAMEDATALEN];
 
 	if (s->pid == 0)
 		return CG_NOT_CHARGED;
@@ -442,9 +443,9 @@ cg_session_target(CgSession *s, int k, int *from)
 	*from = cg_session_charge(s);
 	if (*from == CG_NOT_CHARGED)
 		return CG_NOT_CHARGED;
+	cg_session_name(s, name);
 	budget = cg_match_indexed(&cg_indexes[k], cg_shared->set[k].prefix_lengths,
-							  s->application_name, s->role_name,
-							  s->database_name);
+							  name, s->role_name, s->database_name);
 	return budget == CG_UNBUDGETED ? CG_UNBUDGETED :
 		cg_budget_sets[k][budget].slot;
 }
@@ -705,4 +706,27 @@ cg_status(uint32 total, int32 max_connections)
 	if (ratio >= cg_warn_ratio)
 		return "warning";
 	return "ok";
+}
+
+/*
+ * cg_budget_status: a budget's status.  "exhausted" means logins were
+ * refused within conngov.refusal_window, or the budget is over its limit
+ * (exempt sessions, a lowered limit, a monitor budget: the next login
+ * would be refused); "full" is a budget exactly at its limit with no
+ * refusal in the window, the intended state of a fixed-size pool on an
+ * exactly sized budget; below the limit, cg_status's ratios.
+ */
+const char *
+cg_budget_status(uint32 total, int32 max_connections,
+				 TimestampTz last_refused_at)
+{
+	if (last_refused_at != 0 &&
+		!TimestampDifferenceExceeds(last_refused_at, GetCurrentTimestamp(),
+									cg_refusal_window * 1000))
+		return "exhausted";
+	if ((int64) total > (int64) max_connections)
+		return "exhausted";
+	if ((int64) total == (int64) max_connections)
+		return "full";
+	return cg_status(total, max_connections);
 }

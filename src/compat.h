@@ -183,4 +183,18 @@ cg_have_free_procs(int n)
 #endif
 }
 
+/*
+ * ExecutorRun_hook: 18 dropped the execute_once argument.
+ */
+#if PG_VERSION_NUM >= 180000
+#define CG_EXECUTOR_RUN_ARGS \
+	QueryDesc *queryDesc, ScanDirection direction, uint64 count
+#define CG_EXECUTOR_RUN_CALL	queryDesc, direction, count
+#else
+#define CG_EXECUTOR_RUN_ARGS \
+	QueryDesc *queryDesc, ScanDirection direction, uint64 count, \
+	bool execute_once
+#define CG_EXECUTOR_RUN_CALL	queryDesc, direction, count, execute_once
+#endif
+
 #endif							/* CONNGOV_COMPAT_H */

@@ -4,8 +4,8 @@
  *		Connection governance per application: module entry point.
  *
  * _PG_init reads like a table of contents: it refuses to run unless
- * preloaded, defines the settings, installs the shared-memory and login
- * hooks and registers the background worker.
+ * preloaded, defines the settings, installs the shared-memory, login and
+ * statement hooks and registers the background worker.
  *
  * Copyright (c) 2026, conngov developers
  *
@@ -34,7 +34,9 @@ double		cg_warn_ratio = 0.8;
 double		cg_critical_ratio = 0.9;
 int			cg_max_budgets = 256;
 int			cg_event_capacity = 1024;
-bool		cg_log_refusals = true;
+int			cg_log_refusals = CG_LOG_REFUSALS_ON;
+int			cg_ending_sqlstate = CG_ENDING_ADMIN;
+int			cg_refusal_window = 60;
 
 /* conngov.exempt_roles parsed: names separated by NULs, "" at the end */
 const char *cg_exempt_list = NULL;
@@ -43,6 +45,26 @@ static const struct config_enum_entry cg_mode_options[] = {
 	{"enforce", CG_MODE_ENFORCE, false},
 	{"monitor", CG_MODE_MONITOR, false},
 	{"off", CG_MODE_OFF, false},
+	{NULL, 0, false}
+};
+
+/* on, off and sampled; the booleans of 1.0 are still accepted (hidden) */
+static const struct config_enum_entry cg_log_refusals_options[] = {
+	{"on", CG_LOG_REFUSALS_ON, false},
+	{"off", CG_LOG_REFUSALS_OFF, false},
+	{"sampled", CG_LOG_REFUSALS_SAMPLED, false},
+	{"true", CG_LOG_REFUSALS_ON, true},
+	{"false", CG_LOG_REFUSALS_OFF, true},
+	{"yes", CG_LOG_REFUSALS_ON, true},
+	{"no", CG_LOG_REFUSALS_OFF, true},
+	{"1", CG_LOG_REFUSALS_ON, true},
+	{"0", CG_LOG_REFUSALS_OFF, true},
+	{NULL, 0, false}
+};
+
+static const struct config_enum_entry cg_ending_sqlstate_options[] = {
+	{"admin", CG_ENDING_ADMIN, false},
+	{"timeout", CG_ENDING_TIMEOUT, false},
 	{NULL, 0, false}
 };
 
@@ -186,14 +208,34 @@ cg_define_gucs(void)
 							0,
 							NULL, NULL, NULL);
 
-	DefineCustomBoolVariable("conngov.log_refusals",
-							 "Logs each refused login in the server log.",
+	DefineCustomEnumVariable("conngov.log_refusals",
+							 "Logs refused logins in the server log: each (on), none (off), or the first of a budget and then a count every 10 s (sampled).",
 							 NULL,
 							 &cg_log_refusals,
-							 true,
+							 CG_LOG_REFUSALS_ON,
+							 cg_log_refusals_options,
 							 PGC_SIGHUP,
 							 0,
 							 NULL, NULL, NULL);
+
+	DefineCustomEnumVariable("conngov.ending_sqlstate",
+							 "SQLSTATE of an idle ending: 57P01 like an administrator's termination (admin), or PostgreSQL's own idle timeouts 57P05 / 25P03 (timeout).",
+							 NULL,
+							 &cg_ending_sqlstate,
+							 CG_ENDING_ADMIN,
+							 cg_ending_sqlstate_options,
+							 PGC_SIGHUP,
+							 0,
+							 NULL, NULL, NULL);
+
+	DefineCustomIntVariable("conngov.refusal_window",
+							"How long after a refused login a budget at its limit shows status exhausted rather than full.",
+							NULL,
+							&cg_refusal_window,
+							60, 1, 86400,
+							PGC_SIGHUP,
+							GUC_UNIT_S,
+							NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("conngov");
 }
@@ -215,6 +257,7 @@ _PG_init(void)
 	cg_auth_init();
 	cg_notify_init();
 	cg_guard_init();
+	cg_statements_init();
 	/* pg_upgrade's servers (binary-upgrade mode) run no worker */
 	if (!IsBinaryUpgrade)
 		cg_register_worker();

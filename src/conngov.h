@@ -42,6 +42,21 @@
 /* The budgets readers use; caller holds cg_shared->lock (shared). */
 #define cg_budgets			(cg_budget_sets[cg_shared->active])
 
+/* conngov.log_refusals */
+typedef enum CgLogRefusals
+{
+	CG_LOG_REFUSALS_OFF,
+	CG_LOG_REFUSALS_ON,
+	CG_LOG_REFUSALS_SAMPLED
+} CgLogRefusals;
+
+/* conngov.ending_sqlstate */
+typedef enum CgEndingSqlstate
+{
+	CG_ENDING_ADMIN,			/* 57P01, like pg_terminate_backend */
+	CG_ENDING_TIMEOUT			/* 57P05 / 25P03, like PostgreSQL's timeouts */
+} CgEndingSqlstate;
+
 /* conngov.mode and conngov.budgets.mode */
 typedef enum CgMode
 {
@@ -200,10 +215,12 @@ typedef struct CgSession
 {
 	int			pid;			/* 0 = free */
 	pg_atomic_uint32 charge;	/* see cg_session_charge() */
+	pg_atomic_uint32 name_seq;	/* odd while application_name changes */
 	bool		exempt;
 	TimestampTz idle_noted_since;	/* worker: idle period already handled */
 	bool		idle_noted_ended;	/* ... by ending it (else: recorded) */
-	char		application_name[NAMEDATALEN];	/* from the startup packet */
+	char		application_name[NAMEDATALEN];	/* the startup packet's, or the
+											 * late name it is charged by */
 	char		role_name[NAMEDATALEN];
 	char		database_name[NAMEDATALEN];
 	/*
@@ -217,7 +234,35 @@ typedef struct CgSession
 	 */
 	pg_atomic_uint64 wait_ticket;
 	int			wait_slot;
+
+	/* the owner ran LISTEN: never ended for idleness (statements.c) */
+	bool		listening;
+
+	/*
+	 * An idle ending in progress, written by whoever ends the session (the
+	 * worker or sweep()) before it signals, for the owner's FATAL message:
+	 * end_pid is set last (write barrier) and names the session it is for.
+	 */
+	int			end_pid;		/* 0 = no idle ending */
+	bool		end_in_xact;	/* idle in transaction */
+	bool		end_timeout_code;	/* conngov.ending_sqlstate = timeout */
+	int64		end_idle_ms;
+	int64		end_timeout_ms;
+	char		end_budget[NAMEDATALEN];
 } CgSession;
+
+/*
+ * conngov.log_refusals = sampled: per budget (by name, in a small table
+ * hashed by name; a collision only costs one more full line), when the
+ * last line was written and how many refusals were not logged since.
+ */
+#define CG_REFUSAL_LOG_SLOTS	64
+typedef struct CgRefusalLog
+{
+	char		budget[NAMEDATALEN];
+	TimestampTz logged_at;		/* 0 = never */
+	uint32		unlogged;
+} CgRefusalLog;
 
 /* One entry of the events ring. */
 typedef struct CgEvent
@@ -246,7 +291,8 @@ typedef struct CgEvent
  *   EXCLUSIVE to append, SHARED to read.
  * - mutex (spinlock): worker_latch, worker_pid, loader_result and
  *   loader_reason (written by the loader, read by the worker), and
- *   load_reason (written by the worker and the loader, read by health()).
+ *   load_reason (written by the worker and the loader, read by health()),
+ *   refusal_log (refused logins, conngov.log_refusals = sampled).
  * - reload_requested/reload_done: atomics; reload_cv wakes reload() callers.
  * - 1.1: has_floors, floors_sum, nfloors, floor_list under lock (written
  *   by a publish); floors_unused and wait_ticket_next are atomics changed
@@ -302,6 +348,9 @@ typedef struct CgSharedState
 
 	/* events ring, under events_lock */
 	uint64		event_next;		/* events ever written */
+
+	/* conngov.log_refusals = sampled, under mutex */
+	CgRefusalLog refusal_log[CG_REFUSAL_LOG_SLOTS];
 } CgSharedState;
 
 /* A budget's figures, copied out under the lock (usage(), health()). */
@@ -314,6 +363,7 @@ typedef struct CgUsageRow
 	uint32		peak;
 	int32		min_connections;
 	uint32		waiting;
+	TimestampTz last_refused_at;	/* 0 = never */
 } CgUsageRow;
 
 /* One session an idle sweep ended, or would end. */
@@ -339,7 +389,9 @@ extern double cg_warn_ratio;
 extern double cg_critical_ratio;
 extern int	cg_max_budgets;
 extern int	cg_event_capacity;
-extern bool cg_log_refusals;
+extern int	cg_log_refusals;
+extern int	cg_ending_sqlstate;
+extern int	cg_refusal_window;
 extern const char *cg_exempt_list;
 
 /*---- shmem.c ----*/
@@ -358,6 +410,8 @@ extern void cg_reset_counters(CgCounters *c);
 extern CgCounters *cg_counters(int budget);
 extern CgCounters *cg_slot_counters(int slot);
 extern int	cg_session_charge(const CgSession *s);
+extern void cg_session_set_name(CgSession *s, const char *name);
+extern void cg_session_name(const CgSession *s, char *buf);
 extern bool cg_session_move(CgSession *s, int from, int to);
 extern bool cg_charge(CgCounters *c, int64 limit, uint32 *in_use);
 extern void cg_note_peak(CgCounters *c, uint32 total);
@@ -396,6 +450,8 @@ extern bool cg_publish_budgets(CgBudget *budgets, int nbudgets, int nrows,
 							   CgLoadState state, const char *reason);
 extern int64 cg_interval_to_ms(const Interval *iv);
 extern const char *cg_status(uint32 total, int32 max_connections);
+extern const char *cg_budget_status(uint32 total, int32 max_connections,
+									TimestampTz last_refused_at);
 
 /*---- loader.c ----*/
 extern bool cg_start_loader(BackgroundWorkerHandle **handle);
@@ -411,10 +467,18 @@ extern void cg_check_natts(TupleDesc desc, int ncols, const char *function);
 
 /*---- notify.c ----*/
 extern bool cg_changes_pending(void);
+extern void cg_await_publish(void);
 extern void cg_notify_init(void);
 
 /*---- auth.c ----*/
 extern void cg_auth_init(void);
+extern CgSession *cg_my_session(void);
+extern void cg_recharge_if_renamed(void);
+extern void cg_recheck_exempt(void);
+
+/*---- statements.c ----*/
+extern bool cg_naming_open;
+extern void cg_statements_init(void);
 
 /*---- worker.c ----*/
 extern void cg_register_worker(void);

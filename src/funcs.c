@@ -120,7 +120,9 @@ cg_usage_rows(FunctionCallInfo fcinfo, int ncols)
 				values[j++] = Float8GetDatum((double) r->total / r->max_connections);
 			else
 				nulls[j++] = true;
-			values[j++] = CStringGetTextDatum(cg_status(r->total, r->max_connections));
+			values[j++] = CStringGetTextDatum(cg_budget_status(r->total,
+															   r->max_connections,
+															   r->last_refused_at));
 			if (ncols >= CG_USAGE_COLS_1_1)
 			{
 				values[j++] = Int32GetDatum(r->min_connections);
@@ -154,6 +156,7 @@ typedef struct CgSessionRow
 	int			pid;
 	bool		exempt;
 	char		budget[NAMEDATALEN];
+	char		current_budget[NAMEDATALEN];
 	CgSession	s;
 	PgBackendStatus *be;		/* NULL if not in the status array yet */
 } CgSessionRow;
@@ -212,10 +215,42 @@ cg_client_addr(const PgBackendStatus *be, Datum *result)
 }
 
 /*
+ * cg_sessions_current_budget: for each row with a status entry, the budget
+ * a login with its current application_name would be charged to.  A
+ * session charged under one name and running under another (a SET after
+ * its first statement) shows two budgets.
+ */
+static void
+cg_sessions_current_budget(CgSessionRow *rows, int n)
+{
+	int			i;
+
+	LWLockAcquire(cg_shared->lock, LW_SHARED);
+	for (i = 0; i < n; i++)
+	{
+		CgSessionRow *r = &rows[i];
+		int			budget;
+
+		if (r->be == NULL)
+			continue;
+		budget = cg_shared->state == CG_STATE_UNLOADED ? CG_UNBUDGETED :
+			cg_match_budget(r->be->st_appname, r->s.role_name,
+							r->s.database_name);
+		strlcpy(r->current_budget,
+				budget == CG_UNBUDGETED ? CG_UNBUDGETED_NAME :
+				cg_budgets[budget].name, NAMEDATALEN);
+	}
+	LWLockRelease(cg_shared->lock);
+}
+
+/*
  * conngov.sessions(): one row per counted session.  Reads every backend's
- * status entry; client_addr only for pg_read_all_stats holders.
+ * status entry; client_addr only for pg_read_all_stats holders.  Works
+ * with the 1.0 declaration (11 columns) and 1.1's (current_budget added),
+ * by the caller's tuple descriptor.
  */
 #define CG_SESSIONS_COLS 11
+#define CG_SESSIONS_COLS_1_1 12
 Datum
 conngov_sessions(PG_FUNCTION_ARGS)
 {
@@ -225,6 +260,7 @@ conngov_sessions(PG_FUNCTION_ARGS)
 	int			i;
 	int			nbe;
 	bool		see_addr;
+	bool		with_current;
 
 	cg_require_shared_state();
 	InitMaterializedSRF(fcinfo, 0);
@@ -273,10 +309,15 @@ conngov_sessions(PG_FUNCTION_ARGS)
 			r->be = &l->backendStatus;
 	}
 
+	/* 1.1's current_budget: what the current application_name matches */
+	with_current = rsinfo->setDesc->natts > CG_SESSIONS_COLS;
+	if (with_current)
+		cg_sessions_current_budget(rows, n);
+
 	for (i = 0; i < n; i++)
 	{
-		Datum		values[CG_SESSIONS_COLS];
-		bool		nulls[CG_SESSIONS_COLS];
+		Datum		values[CG_SESSIONS_COLS_1_1];
+		bool		nulls[CG_SESSIONS_COLS_1_1];
 		int			j = 0;
 		const CgSessionRow *r = &rows[i];
 		const PgBackendStatus *be = r->be;
@@ -306,7 +347,14 @@ conngov_sessions(PG_FUNCTION_ARGS)
 		else
 			nulls[j++] = true;
 		values[j++] = BoolGetDatum(r->s.exempt);
-		Assert(j == CG_SESSIONS_COLS);
+		if (with_current)
+		{
+			if (be)
+				values[j++] = CStringGetTextDatum(r->current_budget);
+			else
+				nulls[j++] = true;
+		}
+		Assert(j == (with_current ? CG_SESSIONS_COLS_1_1 : CG_SESSIONS_COLS));
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	return (Datum) 0;

@@ -8,10 +8,13 @@
  * lock, joins them with a fresh copy of the backend status array (state
  * and state start), then per budget spares the idle_keep most recently
  * active idle sessions and ends the others past their deadline (or records
- * that it would, for monitor budgets and modes).  It returns when the next
- * session can be due, for the worker's sleep.  It reads shared memory only,
- * so it needs neither a database nor a transaction; conngov.sweep() runs
- * the same code in a backend.
+ * that it would, for monitor budgets and modes).  Exempt sessions and
+ * sessions that LISTEN are never candidates.  An ending marks the session
+ * slot before the signal, so that the session's FATAL says which budget
+ * ended it and why (auth.c).  It returns when the next session can be
+ * due, for the worker's sleep.  It reads shared memory only, so it needs
+ * neither a database nor a transaction; conngov.sweep() runs the same code
+ * in a backend.
  *
  * Copyright (c) 2026, conngov developers
  *
@@ -102,8 +105,21 @@ cg_end_session(const CgCandidate *c, const CgPolicy *p, bool act,
 	{
 		PGPROC	   *proc = BackendPidGetProc(c->pid);
 
-		if (proc == NULL || kill(c->pid, SIGTERM) != 0)
+		if (proc == NULL)
 			return;				/* it is gone already */
+		/* tell the session why, for its FATAL message (auth.c) */
+		s->end_in_xact = c->in_xact;
+		s->end_timeout_code = (cg_ending_sqlstate == CG_ENDING_TIMEOUT);
+		s->end_idle_ms = idle_ms;
+		s->end_timeout_ms = timeout_ms;
+		strlcpy(s->end_budget, p->name, NAMEDATALEN);
+		pg_write_barrier();
+		s->end_pid = c->pid;
+		if (kill(c->pid, SIGTERM) != 0)
+		{
+			s->end_pid = 0;
+			return;				/* it is gone already */
+		}
 	}
 	s->idle_noted_since = c->since;
 	s->idle_noted_ended = act;
@@ -203,7 +219,8 @@ cg_sweep_collect(CgSweep *sw)
 
 		pg_read_barrier();
 		charge = cg_session_charge(s);
-		if (pid == 0 || charge < 0 || s->exempt)
+		/* a listener is idle by design: never ended for idleness */
+		if (pid == 0 || charge < 0 || s->exempt || s->listening)
 			continue;
 		/* -1: a budget just removed; the publisher moves it on */
 		budget = cg_slots[charge].index[cg_shared->active];

@@ -172,6 +172,8 @@ cg_loader_main(Datum main_arg)
 		pgstat_report_activity(STATE_RUNNING, "loading budgets");
 		result = cg_load_budgets(reason);
 		cg_check_exempt_roles();
+		/* conngov.exempt_roles applies to open sessions too */
+		cg_recheck_exempt();
 		PopActiveSnapshot();
 		CommitTransactionCommand();
 	}

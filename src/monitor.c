@@ -186,7 +186,7 @@ conngov_headroom_1_1(PG_FUNCTION_ARGS)
 	return cg_headroom_row(fcinfo, CG_HEADROOM_COLS_1_1);
 }
 
-/* ok < warning < critical < exhausted */
+/* ok and full < warning < critical < exhausted */
 static int
 cg_status_rank(const char *status)
 {
@@ -201,8 +201,9 @@ cg_status_rank(const char *status)
 
 /*
  * conngov.health(): {"status": ..., "checks": [...]}, one check for the
- * server and one per budget.  ok is healthy, warning and critical are
- * degraded, exhausted is unhealthy.  A budget of 0 connections blocks its
+ * server and one per budget.  ok and full (a budget at its limit with no
+ * refusal in conngov.refusal_window) are healthy, warning and critical are
+ * degraded, exhausted (refusals in the window) is unhealthy.  A budget of 0 connections blocks its
  * application on purpose: it is listed but does not make conngov
  * unhealthy.  Budgets not loaded yet (just after a start) are degraded.
  */
@@ -309,7 +310,9 @@ conngov_health(PG_FUNCTION_ARGS)
 
 	for (i = 0; i < n; i++)
 	{
-		const char *status = cg_status(rows[i].total, rows[i].max_connections);
+		const char *status = cg_budget_status(rows[i].total,
+											  rows[i].max_connections,
+											  rows[i].last_refused_at);
 
 		appendStringInfoString(&buf, ", {\"name\": ");
 		escape_json(&buf, psprintf("budget:%s", rows[i].name));

@@ -10,6 +10,12 @@
  * applies.  The trigger also warns when the enforce budgets no longer fit
  * the server, and (1.1) refuses floors that do not fit it.
  *
+ * Read-your-writes: the reload request is bumped at commit, before COMMIT
+ * returns to the client.  A login or a monitoring call that sees a request
+ * newer than the last published load waits (no lock held, bounded by
+ * CG_AWAIT_PUBLISH_MS) for the worker's publish, so that once COMMIT has
+ * returned, every later login and monitoring call sees the new budgets.
+ *
  * Copyright (c) 2026, conngov developers
  *
  * IDENTIFICATION
@@ -33,6 +39,8 @@
 #include "miscadmin.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
+#include "utils/timestamp.h"
+#include "utils/wait_event.h"
 
 #include "compat.h"
 #include "conngov.h"
@@ -45,10 +53,54 @@ static bool cg_xact_callback_registered = false;
 
 static object_access_hook_type prev_object_access_hook = NULL;
 
+/* Longest wait of a login or monitoring call for a requested publish. */
+#define CG_AWAIT_PUBLISH_MS		2000
+
 bool
 cg_changes_pending(void)
 {
 	return cg_change_pending;
+}
+
+/*
+ * cg_await_publish: wait until the load requested by the commits seen so
+ * far is published, at most CG_AWAIT_PUBLISH_MS (the worker may be
+ * restarting, the table locked: then the budgets are as before, as
+ * without this wait; with no worker running, as in binary-upgrade mode, it
+ * does not wait at all).  Costs two atomic reads when nothing is pending.
+ * Called with no lock held.
+ */
+void
+cg_await_publish(void)
+{
+	uint32		request;
+	TimestampTz start;
+	bool		running;
+
+	if (cg_shared == NULL)
+		return;
+	request = pg_atomic_read_u32(&cg_shared->reload_requested);
+	if ((int32) (pg_atomic_read_u32(&cg_shared->reload_done) - request) >= 0)
+		return;
+
+	/* no worker (binary-upgrade mode, a restart): nobody would publish */
+	SpinLockAcquire(&cg_shared->mutex);
+	running = (cg_shared->worker_pid != 0);
+	SpinLockRelease(&cg_shared->mutex);
+	if (!running)
+		return;
+
+	start = GetCurrentTimestamp();
+	ConditionVariablePrepareToSleep(&cg_shared->reload_cv);
+	while ((int32) (pg_atomic_read_u32(&cg_shared->reload_done) - request) < 0)
+	{
+		if (TimestampDifferenceExceeds(start, GetCurrentTimestamp(),
+									   CG_AWAIT_PUBLISH_MS))
+			break;
+		(void) ConditionVariableTimedSleep(&cg_shared->reload_cv, 100,
+										   PG_WAIT_EXTENSION);
+	}
+	ConditionVariableCancelSleep();
 }
 
 

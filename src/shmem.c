@@ -206,6 +206,7 @@ cg_shmem_startup(void)
 		for (i = 0; i < cg_nsessions; i++)
 		{
 			pg_atomic_init_u32(&cg_sessions[i].charge, (uint32) CG_NOT_CHARGED);
+			pg_atomic_init_u32(&cg_sessions[i].name_seq, 0);
 			pg_atomic_init_u64(&cg_sessions[i].wait_ticket, 0);
 			cg_sessions[i].wait_slot = CG_NOT_CHARGED;
 		}
@@ -225,7 +226,7 @@ cg_shmem_init_hooks(void)
 
 /*
  * cg_require_shared_state: the check every SQL-callable function makes
- * first.
+ * first; then it waits for a committed change to be published.
  */
 void
 cg_require_shared_state(void)
@@ -235,6 +236,8 @@ cg_require_shared_state(void)
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("conngov must be loaded via \"shared_preload_libraries\""),
 				 errhint("Add conngov to \"shared_preload_libraries\" and restart the server.")));
+	/* read-your-writes: a committed change to the budgets is published */
+	cg_await_publish();
 }
 
 /*
@@ -259,6 +262,45 @@ cg_slot_counters(int slot)
 	if (slot == CG_UNBUDGETED)
 		return &cg_shared->unbudgeted;
 	return &cg_slots[slot].c;
+}
+
+/*
+ * cg_session_set_name: the owner changes the name its session is charged
+ * by (late naming) while publishers may read it: name_seq is odd while
+ * the name is being written, as in a seqlock.
+ */
+void
+cg_session_set_name(CgSession *s, const char *name)
+{
+	pg_atomic_fetch_add_u32(&s->name_seq, 1);
+	pg_write_barrier();
+	strlcpy(s->application_name, name, NAMEDATALEN);
+	pg_write_barrier();
+	pg_atomic_fetch_add_u32(&s->name_seq, 1);
+}
+
+/*
+ * cg_session_name: a consistent copy of the name a session is charged by
+ * (NAMEDATALEN bytes), for a publisher re-matching it.  Retries while the
+ * owner is renaming it, a few instructions' wait.
+ */
+void
+cg_session_name(const CgSession *s, char *buf)
+{
+	pg_atomic_uint32 *seq = unconstify(pg_atomic_uint32 *, &s->name_seq);
+
+	for (;;)
+	{
+		uint32		before = pg_atomic_read_u32(seq);
+
+		pg_read_barrier();
+		memcpy(buf, s->application_name, NAMEDATALEN);
+		buf[NAMEDATALEN - 1] = '\0';
+		pg_read_barrier();
+		if ((before & 1) == 0 && pg_atomic_read_u32(seq) == before)
+			return;
+		pg_spin_delay();
+	}
 }
 
 /* What a session is charged to: a slot, CG_UNBUDGETED or CG_NOT_CHARGED. */
@@ -559,6 +601,8 @@ cg_copy_usage(CgUsageRow **rows, CgLoadState *state)
 		r[i].peak = pg_atomic_read_u32(&c->peak);
 		r[i].min_connections = b->min_connections;
 		r[i].waiting = pg_atomic_read_u32(&c->waiting);
+		r[i].last_refused_at = (TimestampTz)
+			pg_atomic_read_u64(&cg_counters(i)->last_refused_at);
 	}
 	LWLockRelease(cg_shared->lock);
 
@@ -569,6 +613,7 @@ cg_copy_usage(CgUsageRow **rows, CgLoadState *state)
 	r[n].peak = pg_atomic_read_u32(&cg_shared->unbudgeted.peak);
 	r[n].min_connections = 0;
 	r[n].waiting = 0;
+	r[n].last_refused_at = 0;
 
 	*rows = r;
 	return n + 1;

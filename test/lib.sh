@@ -63,6 +63,21 @@ cg_install_packages() {
 	export CG_PG_CONFIG CG_PG_BIN
 }
 
+# cg_npm_install PACKAGE...: npm packages (node-postgres) into
+# $CG_CACHE/npm (default /var/cache/conngov/npm), installing Debian's
+# nodejs and npm first when there is no node; exports CG_NODE_MODULES.
+cg_npm_install() {
+	local dir=${CG_CACHE:-/var/cache/conngov}/npm
+	if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+		cg_apt update -qq
+		cg_apt install -y -qq --no-install-recommends nodejs npm >/dev/null
+	fi
+	cg_sudo mkdir -p "$dir"
+	cg_sudo npm install --silent --no-audit --no-fund --prefix "$dir" "$@" >/dev/null
+	CG_NODE_MODULES=$dir/node_modules
+	export CG_NODE_MODULES
+}
+
 # cg_build_install SRCDIR: build and install conngov; set CG_BUILD_DIR to a
 # tree the test user can write (a copy owned by it when running as root).
 cg_build_install() {
@@ -93,7 +108,8 @@ cg_as_test_user() {
 		runuser -u "$CG_TEST_USER" -- env -C "$dir" \
 			PATH="$CG_PG_BIN:$PATH" CG_PG_BIN="$CG_PG_BIN" \
 			CG_PG_CONFIG="$CG_PG_CONFIG" \
-			CG_RELEASE_ROUNDS="${CG_RELEASE_ROUNDS:-}" "$@"
+			CG_RELEASE_ROUNDS="${CG_RELEASE_ROUNDS:-}" \
+			CG_NODE_MODULES="${CG_NODE_MODULES:-}" "$@"
 	else
 		(cd "$dir" && PATH="$CG_PG_BIN:$PATH" "$@")
 	fi

@@ -5,6 +5,9 @@
 #   bash test/run-tests.sh            everything
 #   bash test/run-tests.sh regress    pg_regress only
 #   bash test/run-tests.sh tap [t/NNN_x.pl ...]   TAP only (optionally some)
+#   bash test/run-tests.sh clients    real drivers and poolers (test/clients/):
+#                                     pgjdbc + HikariCP, node-postgres,
+#                                     psycopg2 + SQLAlchemy, PgBouncer
 #   bash test/run-tests.sh long       everything, then fuzz the matcher
 #                                     (FUZZ_SECONDS, default 300)
 #   bash test/run-tests.sh matrix     everything on PostgreSQL 15, 17 and 18
@@ -193,7 +196,13 @@ fi
 
 # promtool and postgres_exporter check monitoring/ for real (008); the
 # matrix runs leave them out (008 then skips those two checks)
-if [ -n "${CG_NO_EXTRAS:-}" ]; then
+if [ "$what" = clients ]; then
+	# the drivers and poolers from Debian's archive (node-postgres: npm)
+	cg_install_packages "$PGVER" default-jdk-headless \
+		libpostgresql-jdbc-java libhikaricp-java libslf4j-java \
+		python3-psycopg2 python3-sqlalchemy pgbouncer
+	cg_npm_install pg@8
+elif [ -n "${CG_NO_EXTRAS:-}" ]; then
 	cg_install_packages "$PGVER"
 else
 	cg_install_packages "$PGVER" prometheus prometheus-postgres-exporter valgrind
@@ -241,6 +250,13 @@ case "$what" in
 	regress)
 		run_make installcheck TAP_TESTS=
 		;;
+	clients)
+		if [ $# -gt 0 ]; then
+			run_make installcheck REGRESS= PROVE_TESTS="$*"
+		else
+			run_make installcheck REGRESS= PROVE_TESTS="test/clients/t/*.pl"
+		fi
+		;;
 	tap)
 		if [ $# -gt 0 ]; then
 			run_make installcheck REGRESS= PROVE_TESTS="$*"
@@ -249,7 +265,7 @@ case "$what" in
 		fi
 		;;
 	*)
-		echo "usage: $0 [all|long|stress|matrix|others|package|regress|tap [t/NNN_x.pl ...]]" >&2
+		echo "usage: $0 [all|long|stress|matrix|others|package|regress|tap [t/NNN_x.pl ...]|clients [test/clients/t/NNN_x.pl ...]]" >&2
 		exit 2
 		;;
 esac

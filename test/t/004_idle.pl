@@ -35,8 +35,13 @@ my $cols =
   'name, application_pattern, role_name, max_connections, mode, '
   . 'idle_timeout, idle_in_transaction_timeout, idle_keep';
 
-my $closed_re =
-  qr/FATAL:  terminating connection due to administrator command/;
+# what the client of a session ended for idleness sees (015 checks the rest)
+sub closed_re
+{
+	my ($budget) = @_;
+	return
+	  qr/FATAL:  terminating connection due to idle timeout of connection budget "$budget"/;
+}
 
 sub sql { return $node->safe_psql('postgres', $_[0]); }
 
@@ -127,7 +132,7 @@ sub n_not_before
 		2.0, 't1: ended (events()) 2.0 s after state_change, not before',
 		cg_last_pause());
 
-	like(cg_closed($s) // 'query ran', $closed_re,
+	like(cg_closed($s) // 'query ran', closed_re('t1'),
 		't1: the client sees the connection closed');
 	is(counts('t1'), '1|0', 't1: stats ended_idle = 1');
 	is( sql("SELECT pid || '|' || application_name || '|' || role_name || '|' || database_name FROM conngov.events() WHERE kind = 'ended_idle' AND budget = 't1'"),
@@ -451,7 +456,7 @@ sub n_not_before
 			't7: sweep(false) ends the enforce budget\'s session, not the monitor one\'s');
 		my %gone = cg_wait_gone($mon, undef, $se->{pid});
 		ok(defined $gone{ $se->{pid} }, 't7: sweep(false) ended it');
-		like(cg_closed($se) // 'query ran', $closed_re, 't7: its client sees the connection closed');
+		like(cg_closed($se) // 'query ran', closed_re('t7e'), 't7: its client sees the connection closed');
 		is(join(',', cg_alive($node, $sm->{pid})), $sm->{pid}, 't7: the monitor budget\'s session remains');
 		is(counts('t7m') . ' ' . counts('t7e'), '0|1 1|0',
 			't7: stats: would_end_idle 1 (t7m), ended_idle 1 (t7e)');
