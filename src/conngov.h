@@ -125,7 +125,7 @@ typedef struct CgCounters
 	pg_atomic_uint64 waited;	/* logins that waited, however it ended */
 	pg_atomic_uint64 wait_us_total; /* microseconds waited, all of them */
 	pg_atomic_uint64 wait_timeouts;
-	pg_atomic_uint32 waiting;	/* logins waiting now (recounted at publish) */
+	pg_atomic_uint32 waiting;	/* logins waiting now (moved at publish) */
 	ConditionVariable wait_cv;	/* broadcast when a place may have freed;
 								 * initialised once at start-up, never at
 								 * publish (sleepers may be on it) */
@@ -282,9 +282,12 @@ typedef struct CgEvent
  * The shared state.  Lock rules:
  *
  * - lock (LWLock, tranche "conngov"): EXCLUSIVE only to flip the active
- *   budget set (active, state, nbudgets, nbudgets_table, loaded_at), a
- *   copy of a few words; SHARED to read the active set or to charge,
- *   release or move a session, whose counters are atomics.
+ *   budget set (active, state, nbudgets, nbudgets_table, loaded_at, the
+ *   floors' aggregates) and, with it, re-match the logins waiting for a
+ *   place and recompute floors_unused: work in the number of waiting
+ *   logins and of floor budgets, never of budgets; SHARED to read the
+ *   active set or to charge, release or move a session, whose counters
+ *   are atomics.
  * - publish_lock (LWLock, same tranche): EXCLUSIVE while a publisher fills
  *   the inactive set and re-matches sessions; never taken by a login.
  * - events_lock (LWLock, same tranche): the events ring and event_next;
@@ -333,10 +336,10 @@ typedef struct CgSharedState
 	CgCounters	unbudgeted;
 
 	/*
-	 * 1.1 floors, set by cg_publish_aggregates() under the exclusive lock.
+	 * 1.1 floors, set by cg_publish_aggregates() at the flip.
 	 * floors_unused is the sum over enforce budgets of max(0,
-	 * min_connections - total), kept exact by cg_charge_budget() and
-	 * cg_release_budget(); floor_list names the first CG_MAX_FLOOR_LIST
+	 * min_connections - total), kept exact by cg_charge_slot() and
+	 * cg_release_slot(); floor_list names the first CG_MAX_FLOOR_LIST
 	 * floor budgets (for messages and health()).
 	 */
 	bool		has_floors;		/* any enforce budget with a floor */
