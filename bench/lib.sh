@@ -2,6 +2,27 @@
 # They expect: $mode (full or smoke), $PORT, $T0 (SECONDS at the start) and
 # $work; the table rows accumulate in rows[].
 
+# bench_args "$@": the options every bench script takes (see its header):
+# sets mode, pairs, out and keep, and puts CG_PG_BIN first in PATH
+bench_args() {
+	mode=full
+	pairs=5
+	out=""
+	keep=0
+	while [ $# -gt 0 ]; do
+		case "$1" in
+			--smoke) mode=smoke ;;
+			--pairs) pairs=$2; shift ;;
+			--out) out=$2; shift ;;
+			--keep) keep=1 ;;
+			-h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+			*) echo "bench: unknown option $1" >&2; exit 2 ;;
+		esac
+		shift
+	done
+	if [ -n "${CG_PG_BIN:-}" ]; then PATH="$CG_PG_BIN:$PATH"; fi
+}
+
 say() { printf 'bench [%3ds] %s\n' "$((SECONDS - T0))" "$*" >&2; }
 die() { echo "bench: $*" >&2; exit 1; }
 

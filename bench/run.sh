@@ -32,23 +32,7 @@ set -euo pipefail
 export LC_ALL=C
 . "$(cd "$(dirname "$0")" && pwd)/lib.sh"
 
-mode=full
-pairs=5
-out=""
-keep=0
-while [ $# -gt 0 ]; do
-	case "$1" in
-		--smoke) mode=smoke ;;
-		--pairs) pairs=$2; shift ;;
-		--out) out=$2; shift ;;
-		--keep) keep=1 ;;
-		-h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
-		*) echo "bench: unknown option $1" >&2; exit 2 ;;
-	esac
-	shift
-done
-
-if [ -n "${CG_PG_BIN:-}" ]; then PATH="$CG_PG_BIN:$PATH"; fi
+bench_args "$@"
 for cmd in initdb pg_ctl psql pgbench postgres pg_config; do
 	command -v "$cmd" >/dev/null || { echo "bench: $cmd not found in PATH (set CG_PG_BIN)" >&2; exit 2; }
 done

@@ -733,6 +733,22 @@ cg_wait_for_place(CgSession *s, int slot, CgLogin *l)
 	}
 }
 
+/* The client's numeric IP address for an event, "" for a unix socket. */
+static void
+cg_client_addr(Port *port, char *addr, size_t len)
+{
+	addr[0] = '\0';
+	if (port != NULL &&
+		(port->raddr.addr.ss_family == AF_INET ||
+		 port->raddr.addr.ss_family == AF_INET6) &&
+		pg_getnameinfo_all(&port->raddr.addr, port->raddr.salen,
+						   addr, len, NULL, 0,
+						   NI_NUMERICHOST | NI_NUMERICSERV) == 0)
+		addr[strcspn(addr, "%")] = '\0';
+	else
+		addr[0] = '\0';
+}
+
 /*
  * cg_login_event: the event of a login that was not simply admitted.
  */
@@ -789,15 +805,7 @@ cg_login_event(Port *port, const CgSession *s, const CgLogin *l, CgVerdict v)
 			break;
 	}
 
-	addr[0] = '\0';
-	if ((port->raddr.addr.ss_family == AF_INET ||
-		 port->raddr.addr.ss_family == AF_INET6) &&
-		pg_getnameinfo_all(&port->raddr.addr, port->raddr.salen,
-						   addr, sizeof(addr), NULL, 0,
-						   NI_NUMERICHOST | NI_NUMERICSERV) == 0)
-		addr[strcspn(addr, "%")] = '\0';
-	else
-		addr[0] = '\0';
+	cg_client_addr(port, addr, sizeof(addr));
 
 	cg_add_event(kind, l->budget_name, MyProcPid, s->role_name,
 				 s->database_name, s->application_name, addr, detail);
@@ -918,16 +926,7 @@ cg_report_late_refusal(const CgSession *s, const char *name,
 	char		addr[NI_MAXHOST];
 	Port	   *port = MyProcPort;
 
-	addr[0] = '\0';
-	if (port != NULL &&
-		(port->raddr.addr.ss_family == AF_INET ||
-		 port->raddr.addr.ss_family == AF_INET6) &&
-		pg_getnameinfo_all(&port->raddr.addr, port->raddr.salen,
-						   addr, sizeof(addr), NULL, 0,
-						   NI_NUMERICHOST | NI_NUMERICSERV) == 0)
-		addr[strcspn(addr, "%")] = '\0';
-	else
-		addr[0] = '\0';
+	cg_client_addr(port, addr, sizeof(addr));
 
 	snprintf(detail, sizeof(detail), "%u in use, limit %d",
 			 in_use, hit->max_connections);

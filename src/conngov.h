@@ -410,6 +410,7 @@ extern void cg_shmem_init_hooks(void);
 extern void cg_require_shared_state(void);
 extern void cg_init_counters(CgCounters *c);
 extern void cg_reset_counters(CgCounters *c);
+extern void cg_zero_stats(CgCounters *c);
 extern CgCounters *cg_counters(int budget);
 extern CgCounters *cg_slot_counters(int slot);
 extern int	cg_session_charge(const CgSession *s);

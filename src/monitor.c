@@ -452,16 +452,7 @@ conngov_reset_stats(PG_FUNCTION_ARGS)
 		CgCounters *c = cg_counters(i < 0 ? CG_UNBUDGETED : i);
 
 		pg_atomic_write_u32(&c->peak, pg_atomic_read_u32(&c->total));
-		pg_atomic_write_u64(&c->admitted, 0);
-		pg_atomic_write_u64(&c->refused, 0);
-		pg_atomic_write_u64(&c->would_refuse, 0);
-		pg_atomic_write_u64(&c->ended_idle, 0);
-		pg_atomic_write_u64(&c->would_end_idle, 0);
-		pg_atomic_write_u64(&c->last_refused_at, 0);
-		pg_atomic_write_u64(&c->refused_for_floors, 0);
-		pg_atomic_write_u64(&c->waited, 0);
-		pg_atomic_write_u64(&c->wait_us_total, 0);
-		pg_atomic_write_u64(&c->wait_timeouts, 0);
+		cg_zero_stats(c);
 	}
 	SpinLockAcquire(&cg_shared->mutex);
 	cg_shared->stats_reset = GetCurrentTimestamp();

@@ -119,6 +119,17 @@ cg_reset_counters(CgCounters *c)
 {
 	pg_atomic_write_u32(&c->total, 0);
 	pg_atomic_write_u32(&c->peak, 0);
+	pg_atomic_write_u32(&c->waiting, 0);
+	cg_zero_stats(c);
+}
+
+/*
+ * cg_zero_stats: the counters stats() shows and reset_stats() zeroes (not
+ * total, peak or waiting, which describe now).
+ */
+void
+cg_zero_stats(CgCounters *c)
+{
 	pg_atomic_write_u64(&c->admitted, 0);
 	pg_atomic_write_u64(&c->refused, 0);
 	pg_atomic_write_u64(&c->would_refuse, 0);
@@ -129,7 +140,6 @@ cg_reset_counters(CgCounters *c)
 	pg_atomic_write_u64(&c->waited, 0);
 	pg_atomic_write_u64(&c->wait_us_total, 0);
 	pg_atomic_write_u64(&c->wait_timeouts, 0);
-	pg_atomic_write_u32(&c->waiting, 0);
 }
 
 /*
