@@ -843,8 +843,13 @@ cg_ClientAuthentication(Port *port, int status)
 		cg_exit_registered = true;
 	}
 
-	/* read-your-writes: a committed change to the budgets is published */
-	cg_await_publish();
+	/*
+	 * read-your-writes: a committed change to the budgets is published.  An
+	 * exempt login is never refused: it need not wait (a publish charges it
+	 * right).
+	 */
+	if (!l.exempt)
+		cg_await_publish();
 
 	/* The identity is private until pid is set. */
 	s = &cg_sessions[slot];
@@ -960,8 +965,10 @@ cg_recharge_if_renamed(void)
 	int			wake = CG_NOT_CHARGED;
 	bool		refused = false;
 	bool		would_refuse = false;
+	bool		refused_floors = false;
 	uint32		in_use = 0;
 	CgBudget	hit;
+	CgFloorRefusal fr;
 
 	if (s == NULL)
 		return;
@@ -1008,7 +1015,17 @@ cg_recharge_if_renamed(void)
 		}
 		if (!refused)
 		{
+			/* leaving a floor budget within its floor frees a guaranteed slot */
+			bool		within_floor = cg_slot_within_floor(old);
+
 			pg_atomic_fetch_add_u64(&c->admitted, 1);
+
+			/*
+			 * The new name first: a publisher that reads it with the old
+			 * charge moves the session to "to" itself, and the swap below
+			 * then finds it there.
+			 */
+			cg_session_set_name(s, name);
 			/* swap the charge; a publish may have moved it meanwhile */
 			for (;;)
 			{
@@ -1029,10 +1046,30 @@ cg_recharge_if_renamed(void)
 					break;
 				}
 			}
+
+			/*
+			 * As a login: a session that gave up a slot guaranteed to its old
+			 * budget may not keep it for a budget outside its own floor when
+			 * the other budgets' floors need it.
+			 */
+			if (within_floor && !s->exempt && cg_mode != CG_MODE_OFF &&
+				cg_floors_refuse(budget, in_use, &fr))
+			{
+				if (cg_mode == CG_MODE_ENFORCE &&
+					(budget < 0 || !cg_budgets[budget].monitor))
+				{
+					refused_floors = true;
+					pg_atomic_fetch_add_u64(&c->refused_for_floors, 1);
+					pg_atomic_write_u64(&c->last_refused_at,
+										(uint64) GetCurrentTimestamp());
+				}
+				else
+					pg_atomic_fetch_add_u64(&c->would_refuse, 1);
+			}
 		}
 	}
 	/* the slot's name is the one it is charged by (publish re-matches it) */
-	if (!refused)
+	else
 		cg_session_set_name(s, name);
 	if (wake >= 0)
 		ConditionVariableBroadcast(&cg_slots[wake].c.wait_cv);
@@ -1040,6 +1077,17 @@ cg_recharge_if_renamed(void)
 
 	if (would_refuse || refused)
 		cg_report_late_refusal(s, name, &hit, in_use, refused);
+	if (refused_floors)
+	{
+		char		detail[128];
+		const char *bname = budget >= 0 ? cg_slots[to].name : CG_UNBUDGETED_NAME;
+
+		snprintf(detail, sizeof(detail), "%d normal slots free, %u guaranteed to other budgets",
+				 fr.nfree, fr.unused);
+		cg_add_event(CG_EVENT_REFUSED_FOR_FLOORS, bname, MyProcPid,
+					 s->role_name, s->database_name, name, NULL, detail);
+		cg_refuse_for_floors(bname, &fr);
+	}
 }
 
 /*

@@ -530,7 +530,7 @@ cg_assign_slots(int k, int nbudgets)
 			b->slot = next_free;
 			slot = &cg_slots[next_free];
 			memcpy(slot->name, b->name, NAMEDATALEN);
-			cg_init_counters(&slot->c);
+			cg_reset_counters(&slot->c);
 		}
 		cg_slots[b->slot].index[k] = i;
 	}
@@ -569,6 +569,8 @@ cg_publish_budgets(CgBudget *budgets, int nbudgets, int nrows,
 	CgBudgetSet *set;
 	CgMove	   *moves;
 	int			nmoves = 0;
+	int		   *woken;
+	int			nwoken;
 	int			i;
 	uint32		in_use;
 	char		detail[128];
@@ -631,8 +633,9 @@ cg_publish_budgets(CgBudget *budgets, int nbudgets, int nrows,
 			set->min_timeout_ms = t2;
 	}
 
-	/* 3 */
+	/* 3 (allocations first: nothing from here to 5 may fail) */
 	moves = palloc(sizeof(CgMove) * cg_nsessions);
+	woken = palloc(sizeof(int) * cg_nsessions);
 	LWLockAcquire(cg_shared->lock, LW_SHARED);
 	for (i = 0; i < cg_nsessions; i++)
 	{
@@ -656,7 +659,7 @@ cg_publish_budgets(CgBudget *budgets, int nbudgets, int nrows,
 	cg_shared->nbudgets_table = nrows;
 	cg_shared->state = state;
 	cg_shared->loaded_at = GetCurrentTimestamp();
-	cg_publish_waiters();
+	nwoken = cg_publish_waiters(woken);
 	cg_publish_aggregates();
 	LWLockRelease(cg_shared->lock);
 
@@ -679,6 +682,10 @@ cg_publish_budgets(CgBudget *budgets, int nbudgets, int nrows,
 	cg_rematch_sessions();
 	/* places may have freed, and waiters may match other budgets now */
 	cg_wake_waiters();
+	/* waiters moved to another budget still sleep on the old one's CV */
+	for (i = 0; i < nwoken; i++)
+		ConditionVariableBroadcast(&cg_slots[woken[i]].c.wait_cv);
+	pfree(woken);
 
 	LWLockRelease(cg_shared->publish_lock);
 

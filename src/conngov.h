@@ -296,7 +296,8 @@ typedef struct CgEvent
  *   loader_reason (written by the loader, read by the worker), and
  *   load_reason (written by the worker and the loader, read by health()),
  *   refusal_log (refused logins, conngov.log_refusals = sampled).
- * - reload_requested/reload_done: atomics; reload_cv wakes reload() callers.
+ * - reload_requested/reload_done/ryw_requested: atomics; reload_cv wakes
+ *   reload() callers and logins waiting for a row change to be published.
  * - 1.1: has_floors, floors_sum, nfloors, floor_list under lock (written
  *   by a publish); floors_unused and wait_ticket_next are atomics changed
  *   under the shared lock (and set by a publish).  A budget's wait_cv is
@@ -322,6 +323,7 @@ typedef struct CgSharedState
 
 	/* reload handshake */
 	pg_atomic_uint32 reload_requested;
+	pg_atomic_uint32 ryw_requested; /* the request of the last row change */
 	pg_atomic_uint32 reload_done;
 	ConditionVariable reload_cv;
 
@@ -420,13 +422,14 @@ extern bool cg_session_move(CgSession *s, int from, int to);
 extern bool cg_charge(CgCounters *c, int64 limit, uint32 *in_use);
 extern void cg_note_peak(CgCounters *c, uint32 total);
 extern int	cg_budget_slot(int budget);
+extern bool cg_slot_within_floor(int slot);
 extern bool cg_charge_slot(int slot, int64 limit, uint32 *in_use);
 extern bool cg_release_slot(int slot);
 extern bool cg_charge_budget(int budget, int64 limit, uint32 *in_use);
 extern bool cg_release_budget(int budget);
 extern uint32 cg_unused_floor(int budget);
 extern void cg_publish_aggregates(void);
-extern void cg_publish_waiters(void);
+extern int	cg_publish_waiters(int *woken);
 extern void cg_wake_waiters(void);
 extern int	cg_copy_usage(CgUsageRow **rows, CgLoadState *state);
 extern void cg_add_event(CgEventKind kind, const char *budget, int pid,

@@ -409,6 +409,8 @@ conngov_reload(PG_FUNCTION_ARGS)
 				 errhint("Commit first: committed changes apply by themselves within a second.")));
 
 	request = pg_atomic_add_fetch_u32(&cg_shared->reload_requested, 1);
+	/* at once, as a change of the rows (only privileged roles call it) */
+	pg_atomic_write_u32(&cg_shared->ryw_requested, request);
 	cg_wake_worker();
 
 	ConditionVariablePrepareToSleep(&cg_shared->reload_cv);

@@ -49,6 +49,8 @@ PG_FUNCTION_INFO_V1(conngov_budgets_changed);
 
 /* This transaction changed conngov.budgets: reload after it commits. */
 static bool cg_change_pending = false;
+/* ... by writing its rows (not DDL): later logins wait for that load. */
+static bool cg_rows_changed = false;
 static bool cg_xact_callback_registered = false;
 
 static object_access_hook_type prev_object_access_hook = NULL;
@@ -63,12 +65,15 @@ cg_changes_pending(void)
 }
 
 /*
- * cg_await_publish: wait until the load requested by the commits seen so
- * far is published, at most CG_AWAIT_PUBLISH_MS (the worker may be
- * restarting, the table locked: then the budgets are as before, as
- * without this wait; with no worker running, as in binary-upgrade mode, it
- * does not wait at all).  Costs two atomic reads when nothing is pending.
- * Called with no lock held.
+ * cg_await_publish: wait until the load requested by the last commit that
+ * changed the rows of conngov.budgets is published, at most
+ * CG_AWAIT_PUBLISH_MS (the worker may be restarting, the table locked:
+ * then the budgets are as before, as without this wait; with no worker
+ * running, as in binary-upgrade mode, it does not wait at all).  Only row
+ * changes count (ryw_requested), which only a role allowed to write the
+ * table makes: the DDL and database changes that also make the worker
+ * look again, which other roles can make, never make anyone wait.  Costs
+ * two atomic reads when nothing is pending.  Called with no lock held.
  */
 void
 cg_await_publish(void)
@@ -79,7 +84,7 @@ cg_await_publish(void)
 
 	if (cg_shared == NULL)
 		return;
-	request = pg_atomic_read_u32(&cg_shared->reload_requested);
+	request = pg_atomic_read_u32(&cg_shared->ryw_requested);
 	if ((int32) (pg_atomic_read_u32(&cg_shared->reload_done) - request) >= 0)
 		return;
 
@@ -118,15 +123,22 @@ cg_xact_callback(XactEvent event, void *arg)
 		case XACT_EVENT_PARALLEL_COMMIT:
 			if (cg_change_pending && cg_shared != NULL)
 			{
-				pg_atomic_fetch_add_u32(&cg_shared->reload_requested, 1);
+				uint32		request;
+
+				request = pg_atomic_add_fetch_u32(&cg_shared->reload_requested, 1);
+				/* read-your-writes: only a superuser writes the rows */
+				if (cg_rows_changed)
+					pg_atomic_write_u32(&cg_shared->ryw_requested, request);
 				cg_wake_worker();
 			}
 			cg_change_pending = false;
+			cg_rows_changed = false;
 			break;
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
 		case XACT_EVENT_PREPARE:
 			cg_change_pending = false;
+			cg_rows_changed = false;
 			break;
 		default:
 			break;
@@ -263,6 +275,7 @@ conngov_budgets_changed(PG_FUNCTION_ARGS)
 				 errmsg("conngov.budgets_changed() must be called as a trigger")));
 
 	cg_mark_changed();
+	cg_rows_changed = true;
 
 	if (TRIGGER_FIRED_BY_INSERT(((TriggerData *) fcinfo->context)->tg_event) ||
 		TRIGGER_FIRED_BY_UPDATE(((TriggerData *) fcinfo->context)->tg_event))

@@ -198,6 +198,7 @@ cg_shmem_startup(void)
 		cg_shared->state = CG_STATE_UNLOADED;
 		cg_shared->stats_reset = GetCurrentTimestamp();
 		pg_atomic_init_u32(&cg_shared->reload_requested, 0);
+		pg_atomic_init_u32(&cg_shared->ryw_requested, 0);
 		pg_atomic_init_u32(&cg_shared->reload_done, 0);
 		ConditionVariableInit(&cg_shared->reload_cv);
 		cg_init_counters(&cg_shared->unbudgeted);
@@ -408,6 +409,20 @@ cg_slot_floor(int slot)
 	return (uint32) cg_budgets[budget].min_connections;
 }
 
+/*
+ * cg_slot_within_floor: whether a session charged to a counter slot holds
+ * one of its budget's guaranteed slots (the total is at most the floor).
+ * Caller holds the lock, shared.
+ */
+bool
+cg_slot_within_floor(int slot)
+{
+	uint32		floor = cg_slot_floor(slot);
+
+	return floor > 0 &&
+		pg_atomic_read_u32(&cg_slots[slot].c.total) <= floor;
+}
+
 /* The counter slot of a budget of the active set, or CG_UNBUDGETED. */
 int
 cg_budget_slot(int budget)
@@ -539,11 +554,14 @@ cg_publish_aggregates(void)
  * the budget it now matches is another (or none: admitted unbudgeted when
  * it next wakes).  Lock held exclusively (waiters change their slots
  * under the shared lock); a pass over the session slots, matching only
- * the waiting ones.
+ * the waiting ones.  Fills woken[] (room for one per session) with the
+ * slots whose condition variable moved waiters still sleep on, for the
+ * caller to broadcast once the lock is released; returns their number.
  */
-void
-cg_publish_waiters(void)
+int
+cg_publish_waiters(int *woken)
 {
+	int			nwoken = 0;
 	int			i;
 
 	for (i = 0; i < cg_nsessions; i++)
@@ -560,11 +578,15 @@ cg_publish_waiters(void)
 		if (slot == s->wait_slot)
 			continue;
 		if (s->wait_slot >= 0)
+		{
 			pg_atomic_fetch_sub_u32(&cg_slots[s->wait_slot].c.waiting, 1);
+			woken[nwoken++] = s->wait_slot;
+		}
 		if (slot >= 0)
 			pg_atomic_fetch_add_u32(&cg_slots[slot].c.waiting, 1);
 		s->wait_slot = slot;
 	}
+	return nwoken;
 }
 
 /*

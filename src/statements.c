@@ -59,9 +59,10 @@ cg_statement_done(bool is_set)
 {
 	if (!cg_naming_open)
 		return;
-	cg_recharge_if_renamed();
+	/* closed first: an error in the re-charge must not leave it open */
 	if (!is_set)
 		cg_naming_open = false;
+	cg_recharge_if_renamed();
 }
 
 /* Publish whether this session listens (see the file header). */

@@ -50,6 +50,8 @@
 
 /* How often a standby re-reads the budgets (no trigger fires there). */
 #define CG_STANDBY_RELOAD_MS	1000
+/* Loads for DDL and database changes: at most one per this period. */
+#define CG_DDL_RELOAD_MS		1000
 /* First retry interval while the budgets table is locked (doubles to 1 s). */
 #define CG_LOCKED_RETRY_MS		100
 /* Retry interval after a failed load: doubles up to CG_FAILED_RETRY_MAX_MS. */
@@ -197,8 +199,26 @@ cg_worker_launch(uint32 request, bool standby, TimestampTz now)
 
 	if (cg_w.loader != NULL)
 		return;
-	if (!cg_w.attempted || cg_w.reload_now || request != cg_w.launched)
-		due = true;				/* a request the last loader did not serve */
+	if (!cg_w.attempted || cg_w.reload_now)
+		due = true;
+	else if (request != cg_w.launched)
+	{
+		/*
+		 * A request the last loader did not serve.  A change of the rows
+		 * loads at once (logins wait for it); the other changes that make
+		 * the worker look again (DDL in schema conngov, databases created,
+		 * altered or dropped, which any role with CREATEDB can make) load at
+		 * most once every CG_DDL_RELOAD_MS, so that a loop of them cannot
+		 * keep a loader busy.
+		 */
+		uint32		ryw = pg_atomic_read_u32(&cg_shared->ryw_requested);
+
+		due = (int32) (ryw - cg_w.launched) > 0 ||
+			TimestampDifferenceExceeds(cg_w.last_load, now, CG_DDL_RELOAD_MS);
+		if (!due && cg_w.retry_at == 0)
+			cg_w.retry_at = TimestampTzPlusMilliseconds(cg_w.last_load,
+														CG_DDL_RELOAD_MS);
+	}
 	else if (cg_w.retry_at != 0)
 		due = now >= cg_w.retry_at; /* locked or failed: back-off */
 	else
