@@ -18,5 +18,6 @@ clang -g -O1 -Wno-ignored-attributes \
 mkdir -p "$out/corpus"
 cp "$here"/corpus/* "$out/corpus/"
 "$out/fuzz_match" -max_total_time="$secs" -max_len=128 -print_final_stats=1 \
+	-artifact_prefix="${FUZZ_ARTIFACTS:-$out}/" \
 	"$out/corpus" 2>&1 | tail -n 12
 echo "fuzz_match: no crash and no disagreement in $secs s"
