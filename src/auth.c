@@ -843,14 +843,6 @@ cg_ClientAuthentication(Port *port, int status)
 		cg_exit_registered = true;
 	}
 
-	/*
-	 * read-your-writes: a committed change to the budgets is published.  An
-	 * exempt login is never refused: it need not wait (a publish charges it
-	 * right).
-	 */
-	if (!l.exempt)
-		cg_await_publish();
-
 	/* The identity is private until pid is set. */
 	s = &cg_sessions[slot];
 	strlcpy(s->application_name,
@@ -976,7 +968,6 @@ cg_recharge_if_renamed(void)
 	if (strcmp(name, s->application_name) == 0)
 		return;
 
-	cg_await_publish();
 	LWLockAcquire(cg_shared->lock, LW_SHARED);
 	old = cg_session_charge(s);
 	if (s->pid != MyProcPid || old == CG_NOT_CHARGED)

@@ -474,7 +474,6 @@ extern void cg_check_natts(TupleDesc desc, int ncols, const char *function);
 
 /*---- notify.c ----*/
 extern bool cg_changes_pending(void);
-extern void cg_await_publish(void);
 extern void cg_notify_init(void);
 
 /*---- auth.c ----*/

@@ -10,11 +10,15 @@
  * applies.  The trigger also warns when the enforce budgets no longer fit
  * the server, and (1.1) refuses floors that do not fit it.
  *
- * Read-your-writes: the reload request is bumped at commit, before COMMIT
- * returns to the client.  A login or a monitoring call that sees a request
- * newer than the last published load waits (no lock held, bounded by
- * CG_AWAIT_PUBLISH_MS) for the worker's publish, so that once COMMIT has
- * returned, every later login and monitoring call sees the new budgets.
+ * Read-your-writes: a transaction that changed the rows of the table
+ * bumps the reload request in its commit callback and waits there, before
+ * COMMIT returns to the client, for the worker's publish (bounded by
+ * CG_AWAIT_PUBLISH_MS, interrupts held: an error after the commit record
+ * would be a PANIC).  So once COMMIT has returned, every later login and
+ * monitoring call sees the new budgets, and no login ever waits for a
+ * publish.  Only a role allowed to write the table waits; DDL and
+ * database changes, which also make the worker look again, wait for
+ * nothing.
  *
  * Copyright (c) 2026, conngov developers
  *
@@ -65,49 +69,41 @@ cg_changes_pending(void)
 }
 
 /*
- * cg_await_publish: wait until the load requested by the last commit that
- * changed the rows of conngov.budgets is published, at most
- * CG_AWAIT_PUBLISH_MS (the worker may be restarting, the table locked:
- * then the budgets are as before, as without this wait; with no worker
- * running, as in binary-upgrade mode, it does not wait at all).  Only row
- * changes count (ryw_requested), which only a role allowed to write the
- * table makes: the DDL and database changes that also make the worker
- * look again, which other roles can make, never make anyone wait.  Costs
- * two atomic reads when nothing is pending.  Called with no lock held.
+ * cg_wait_published: in the commit callback of a transaction that changed
+ * the rows of the table, wait until the worker has published the load
+ * that request asked for, at most CG_AWAIT_PUBLISH_MS (the worker may be
+ * restarting, the table locked: then the budgets apply a little later, as
+ * without this wait; with no worker running, as in binary-upgrade mode, it
+ * does not wait at all).  Cannot fail and takes no interrupt: it runs
+ * after the commit record, where an ERROR would be a PANIC.  The worker's
+ * broadcast on reload_cv sets our latch.
  */
-void
-cg_await_publish(void)
+static void
+cg_wait_published(uint32 request)
 {
-	uint32		request;
 	TimestampTz start;
 	bool		running;
 
-	if (cg_shared == NULL)
-		return;
-	request = pg_atomic_read_u32(&cg_shared->ryw_requested);
-	if ((int32) (pg_atomic_read_u32(&cg_shared->reload_done) - request) >= 0)
-		return;
-
-	/* no worker (binary-upgrade mode, a restart): nobody would publish */
 	SpinLockAcquire(&cg_shared->mutex);
 	running = (cg_shared->worker_pid != 0);
 	SpinLockRelease(&cg_shared->mutex);
 	if (!running)
 		return;
 
+	HOLD_INTERRUPTS();
 	start = GetCurrentTimestamp();
 	ConditionVariablePrepareToSleep(&cg_shared->reload_cv);
-	while ((int32) (pg_atomic_read_u32(&cg_shared->reload_done) - request) < 0)
-	{
-		if (TimestampDifferenceExceeds(start, GetCurrentTimestamp(),
+	while ((int32) (pg_atomic_read_u32(&cg_shared->reload_done) - request) < 0 &&
+		   !TimestampDifferenceExceeds(start, GetCurrentTimestamp(),
 									   CG_AWAIT_PUBLISH_MS))
-			break;
-		(void) ConditionVariableTimedSleep(&cg_shared->reload_cv, 100,
-										   PG_WAIT_EXTENSION);
+	{
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 10, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
 	}
 	ConditionVariableCancelSleep();
+	RESUME_INTERRUPTS();
 }
-
 
 /*
  * cg_xact_callback: after a transaction that changed conngov.budgets
@@ -126,10 +122,12 @@ cg_xact_callback(XactEvent event, void *arg)
 				uint32		request;
 
 				request = pg_atomic_add_fetch_u32(&cg_shared->reload_requested, 1);
-				/* read-your-writes: only a superuser writes the rows */
+				/* read-your-writes: the load first, then COMMIT returns */
 				if (cg_rows_changed)
 					pg_atomic_write_u32(&cg_shared->ryw_requested, request);
 				cg_wake_worker();
+				if (cg_rows_changed && event == XACT_EVENT_COMMIT)
+					cg_wait_published(request);
 			}
 			cg_change_pending = false;
 			cg_rows_changed = false;
@@ -275,7 +273,13 @@ conngov_budgets_changed(PG_FUNCTION_ARGS)
 				 errmsg("conngov.budgets_changed() must be called as a trigger")));
 
 	cg_mark_changed();
-	cg_rows_changed = true;
+	/*
+	 * TRUNCATE holds the table's ACCESS EXCLUSIVE lock until the commit is
+	 * over, so the loader could not read it while the commit waited: it
+	 * applies right after COMMIT returns instead.
+	 */
+	if (!TRIGGER_FIRED_BY_TRUNCATE(((TriggerData *) fcinfo->context)->tg_event))
+		cg_rows_changed = true;
 
 	if (TRIGGER_FIRED_BY_INSERT(((TriggerData *) fcinfo->context)->tg_event) ||
 		TRIGGER_FIRED_BY_UPDATE(((TriggerData *) fcinfo->context)->tg_event))

@@ -237,7 +237,7 @@ cg_shmem_init_hooks(void)
 
 /*
  * cg_require_shared_state: the check every SQL-callable function makes
- * first; then it waits for a committed change to be published.
+ * first.
  */
 void
 cg_require_shared_state(void)
@@ -247,8 +247,6 @@ cg_require_shared_state(void)
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("conngov must be loaded via \"shared_preload_libraries\""),
 				 errhint("Add conngov to \"shared_preload_libraries\" and restart the server.")));
-	/* read-your-writes: a committed change to the budgets is published */
-	cg_await_publish();
 }
 
 /*
