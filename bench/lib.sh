@@ -3,7 +3,8 @@
 # $work; the table rows accumulate in rows[].
 
 # bench_args "$@": the options every bench script takes (see its header):
-# sets mode, pairs, out and keep, and puts CG_PG_BIN first in PATH
+# sets mode, pairs, out (made absolute) and keep, and puts CG_PG_BIN first
+# in PATH
 bench_args() {
 	mode=full
 	pairs=5
@@ -21,6 +22,30 @@ bench_args() {
 		shift
 	done
 	if [ -n "${CG_PG_BIN:-}" ]; then PATH="$CG_PG_BIN:$PATH"; fi
+	case "$out" in "" | /*) ;; *) out=$PWD/$out ;; esac
+}
+
+# bench_workdir NAME: a temp dir $work to run from (the caller's directory
+# may vanish: a build copy), the two clusters' dirs $A (no conngov) and $B
+# (conngov preloaded), bg_pids[] for background clients; on exit, both
+# clusters stop and the dir goes (unless --keep)
+bench_workdir() {
+	work=$(mktemp -d "${TMPDIR:-/tmp}/$1.XXXXXX")
+	cd "$work"
+	A=$work/a
+	B=$work/b
+	bg_pids=()
+	trap bench_cleanup EXIT
+	trap 'exit 130' INT TERM
+}
+bench_cleanup() {
+	local p d
+	for p in "${bg_pids[@]}"; do kill "$p" 2>/dev/null || true; done
+	for d in "$A" "$B"; do
+		[ -f "$d/data/postmaster.pid" ] &&
+			pg_ctl -D "$d/data" -m immediate stop >/dev/null 2>&1 || true
+	done
+	if [ "$keep" = 1 ]; then echo "bench: kept $work" >&2; else rm -rf "$work"; fi
 }
 
 say() { printf 'bench [%3ds] %s\n' "$((SECONDS - T0))" "$*" >&2; }

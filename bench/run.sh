@@ -74,25 +74,7 @@ HZ=$(getconf CLK_TCK)
 LOGIN_CPU_ROWS=()
 T0=$SECONDS
 
-case "$out" in "" | /*) ;; *) out=$PWD/$out ;; esac
-work=$(mktemp -d "${TMPDIR:-/tmp}/conngov-bench.XXXXXX")
-# run from the work dir: the caller's directory may vanish (a build copy)
-cd "$work"
-A=$work/a # no conngov
-B=$work/b # conngov preloaded
-bg_pids=()
-
-cleanup() {
-	local p
-	for p in "${bg_pids[@]}"; do kill "$p" 2>/dev/null || true; done
-	for d in "$A" "$B"; do
-		[ -f "$d/data/postmaster.pid" ] &&
-			pg_ctl -D "$d/data" -m immediate stop >/dev/null 2>&1 || true
-	done
-	if [ "$keep" = 1 ]; then echo "bench: kept $work" >&2; else rm -rf "$work"; fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+bench_workdir conngov-bench
 
 # ---------------------------------------------------------------- clusters
 say "clusters in $work ($mode run, $pairs pair(s))"

@@ -58,25 +58,8 @@ HZ=$(getconf CLK_TCK)
 T0=$SECONDS
 BENCH_TITLE="scale benchmarks"
 
-case "$out" in "" | /*) ;; *) out=$PWD/$out ;; esac
-work=$(mktemp -d "${TMPDIR:-/tmp}/conngov-scale.XXXXXX")
-cd "$work"
-A=$work/a # no conngov
-B=$work/b # conngov preloaded
+bench_workdir conngov-scale
 S=$work/scripts
-bg_pids=()
-
-cleanup() {
-	local p d
-	for p in "${bg_pids[@]}"; do kill "$p" 2>/dev/null || true; done
-	for d in "$A" "$B"; do
-		[ -f "$d/data/postmaster.pid" ] &&
-			pg_ctl -D "$d/data" -m immediate stop >/dev/null 2>&1 || true
-	done
-	if [ "$keep" = 1 ]; then echo "bench: kept $work" >&2; else rm -rf "$work"; fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
 
 # ---------------------------------------------------------------- clusters
 say "clusters in $work ($mode run, $pairs pair(s))"
