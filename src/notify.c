@@ -274,6 +274,16 @@ conngov_budgets_changed(PG_FUNCTION_ARGS)
 
 	cg_mark_changed();
 	/*
+	 * The row trigger fires only under session_replication_role = replica
+	 * (logical replication's apply runs no statement triggers): it marks
+	 * the transaction, and leaves the checks to the statement trigger.
+	 */
+	if (TRIGGER_FIRED_FOR_ROW(((TriggerData *) fcinfo->context)->tg_event))
+	{
+		cg_rows_changed = true;
+		return PointerGetDatum(NULL);
+	}
+	/*
 	 * TRUNCATE holds the table's ACCESS EXCLUSIVE lock until the commit is
 	 * over, so the loader could not read it while the commit waited: it
 	 * applies right after COMMIT returns instead.
