@@ -120,7 +120,7 @@ typedef struct CgCounters
 	pg_atomic_uint64 ended_idle;
 	pg_atomic_uint64 would_end_idle;
 	pg_atomic_uint64 last_refused_at;	/* TimestampTz, 0 = never */
-	/* 1.1: floors and waits (auth.c) */
+	/* 1.1: floors and waits (floors.c, waitq.c) */
 	pg_atomic_uint64 refused_for_floors;
 	pg_atomic_uint64 waited;	/* logins that waited, however it ended */
 	pg_atomic_uint64 wait_us_total; /* microseconds waited, all of them */
@@ -386,6 +386,51 @@ typedef struct CgSweepResult
 	bool		permitted;		/* false: the caller may not signal it */
 } CgSweepResult;
 
+/*---- the login path's figures (auth.c, floors.c, waitq.c, naming.c) ----*/
+
+/* Budgets named in a floor refusal's DETAIL. */
+#define CG_FLOOR_NAMES	5
+
+/* The floor budgets a refusal names, copied out under the lock. */
+typedef struct CgFloorRefusal
+{
+	int			nfree;			/* normal slots free when refused */
+	uint32		unused;			/* the unused floors that refused it */
+	int			n;				/* budgets with unused floors */
+	struct
+	{
+		char		name[NAMEDATALEN];
+		uint32		unused;
+		int32		min_connections;
+	}			b[CG_FLOOR_NAMES];
+} CgFloorRefusal;
+
+/* What the login path decided. */
+typedef enum CgVerdict
+{
+	CG_ADMITTED,
+	CG_REFUSED,					/* over the budget (after waiting, if it did) */
+	CG_QUEUE_FULL,				/* over the budget, max_waiting already wait */
+	CG_REFUSED_FLOORS,			/* the free slots are others' floors */
+	CG_WAIT						/* queued: cg_wait_for_place() decides */
+} CgVerdict;
+
+/* One login's figures, kept for the messages after the lock is gone. */
+typedef struct CgLogin
+{
+	int			budget;			/* index or CG_UNBUDGETED */
+	bool		exempt;
+	uint32		in_use;
+	uint32		waiting;		/* CG_QUEUE_FULL: logins waiting */
+	bool		would_refuse;	/* admitted over the budget, recorded */
+	bool		would_refuse_floors;
+	bool		waited;
+	double		waited_s;
+	char		budget_name[NAMEDATALEN];
+	CgBudget	hit;			/* the budget's policy part */
+	CgFloorRefusal fr;
+} CgLogin;
+
 /*---- conngov.c: settings ----*/
 extern char *cg_database;
 extern int	cg_mode;
@@ -479,8 +524,31 @@ extern void cg_notify_init(void);
 /*---- auth.c ----*/
 extern void cg_auth_init(void);
 extern CgSession *cg_my_session(void);
-extern void cg_recharge_if_renamed(void);
 extern void cg_recheck_exempt(void);
+extern void cg_note_budget(CgLogin *l, int budget);
+extern CgVerdict cg_after_charge_locked(CgSession *s, int slot, CgLogin *l);
+struct Port;
+extern void cg_port_addr(struct Port *port, char *addr, size_t len);
+
+/*---- floors.c ----*/
+extern bool cg_floors_refuse(int budget, uint32 in_use, CgFloorRefusal *fr);
+extern void cg_wait_transient(void);
+
+/*---- waitq.c ----*/
+extern double cg_waited_seconds(void);
+extern void cg_join_queue(CgSession *s, int slot, int budget);
+extern void cg_leave_queue(bool timed_out);
+extern void cg_waitq_exit(void);
+extern CgVerdict cg_wait_for_place(CgSession *s, int slot, CgLogin *l);
+
+/*---- naming.c ----*/
+extern void cg_recharge_if_renamed(void);
+
+/*---- refusal.c ----*/
+extern void cg_refusal_init(void);
+extern void cg_refuse(const CgBudget *b, uint32 in_use, const char *extra);
+extern void cg_refuse_for_floors(const char *budget_name,
+								 const CgFloorRefusal *fr);
 
 /*---- statements.c ----*/
 extern bool cg_naming_open;

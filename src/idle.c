@@ -11,7 +11,7 @@
  * that it would, for monitor budgets and modes).  Exempt sessions and
  * sessions that LISTEN are never candidates.  An ending marks the session
  * slot before the signal, so that the session's FATAL says which budget
- * ended it and why (auth.c).  It returns when the next session can be
+ * ended it and why (refusal.c).  It returns when the next session can be
  * due, for the worker's sleep.  It reads shared memory only, so it needs
  * neither a database nor a transaction; conngov.sweep() runs the same code
  * in a backend.
@@ -107,7 +107,7 @@ cg_end_session(const CgCandidate *c, const CgPolicy *p, bool act,
 
 		if (proc == NULL)
 			return;				/* it is gone already */
-		/* tell the session why, for its FATAL message (auth.c) */
+		/* tell the session why, for its FATAL message (refusal.c) */
 		s->end_in_xact = c->in_xact;
 		s->end_timeout_code = (cg_ending_sqlstate == CG_ENDING_TIMEOUT);
 		s->end_idle_ms = idle_ms;

@@ -433,7 +433,7 @@ cg_budget_slot(int budget)
  * keeping floors_unused exact: a charge that takes a floor budget's total
  * up to its floor or less uses one of its guaranteed slots.  The total
  * goes up first and floors_unused down second, so that in between the
- * unused floors read too high, never too low (auth.c explains why that is
+ * unused floors read too high, never too low (floors.c explains why that is
  * the safe side).  Every change of a total outside a publish's flip goes
  * through this and cg_release_slot, so floors_unused is the sum of the
  * unused floors of the active set at all times.  Caller holds

@@ -10,7 +10,7 @@
  * While naming is open, from the login to the end of the session's first
  * top-level statement that is not a SET, the end of each top-level
  * statement compares application_name with the name the session is charged
- * by, and auth.c re-charges it (or ends it with the login's refusal).  A
+ * by, and naming.c re-charges it (or ends it with the login's refusal).  A
  * statement is top-level when no other statement of ours is running
  * (cg_nesting, kept across ERRORs like pg_stat_statements' nesting level),
  * so a function's inner queries neither check nor close.  A top-level
