@@ -45,6 +45,7 @@
 #include "replication/walsender.h"
 #include "storage/ipc.h"
 #include "utils/acl.h"
+#include "utils/guc.h"
 #include "utils/timestamp.h"
 
 #include "compat.h"
@@ -81,13 +82,12 @@ cg_release(int code, Datum arg)
 		int			charge = (int32) pg_atomic_exchange_u32(&s->charge,
 															(uint32) CG_NOT_CHARGED);
 
-		/* a place freed: the oldest waiter takes it (the CV outlives publishes) */
+		/* a place freed: the oldest waiter, and only it, may take it */
 		if (charge != CG_NOT_CHARGED && cg_release_slot(charge))
 			wake = charge;
 	}
 	s->pid = 0;
-	if (wake >= 0)
-		ConditionVariableBroadcast(&cg_slots[wake].c.wait_cv);
+	cg_wake_queue(wake);
 	LWLockRelease(cg_shared->lock);
 	cg_my_slot = -1;
 }
@@ -141,8 +141,10 @@ cg_note_budget(CgLogin *l, int budget)
  * session visible (identity first, pid last).  Lock held, shared.
  */
 static void
-cg_take_slot(CgSession *s, int slot, int budget)
+cg_take_slot(CgSession *s, int slot, const CgLogin *l)
 {
+	int			budget = l->budget;
+
 	pg_atomic_fetch_add_u64(&cg_counters(budget)->admitted, 1);
 	s->idle_noted_since = 0;
 	s->idle_noted_ended = false;
@@ -150,7 +152,9 @@ cg_take_slot(CgSession *s, int slot, int budget)
 	pg_write_barrier();
 	s->pid = MyProcPid;
 	cg_my_slot = slot;
-	cg_naming_open = true;		/* late naming (statements.c) */
+	/* a login that came with a name has it for good (statements.c) */
+	cg_naming_open = l->unnamed;
+	cg_naming_first = l->unnamed;
 }
 
 /*
@@ -169,7 +173,7 @@ cg_after_charge_locked(CgSession *s, int slot, CgLogin *l)
 		if (cg_mode == CG_MODE_ENFORCE && !l->hit.monitor)
 		{
 			if (cg_release_budget(l->budget))
-				ConditionVariableBroadcast(&c->wait_cv);
+				cg_wake_queue(cg_budget_slot(l->budget));
 			pg_atomic_fetch_add_u64(&c->refused_for_floors, 1);
 			pg_atomic_write_u64(&c->last_refused_at,
 								(uint64) GetCurrentTimestamp());
@@ -178,16 +182,20 @@ cg_after_charge_locked(CgSession *s, int slot, CgLogin *l)
 		l->would_refuse_floors = true;
 		pg_atomic_fetch_add_u64(&c->would_refuse, 1);
 	}
-	cg_take_slot(s, slot, l->budget);
+	cg_take_slot(s, slot, l);
 	return CG_ADMITTED;
 }
 
 /*
- * cg_decide_locked: charge the login to l->budget, or refuse it, or queue
- * it (login_wait).  Lock held, shared.
+ * cg_charge_login_locked: charge session slot "slot" (s) to l->budget
+ * (noted in l), or refuse it, or queue it (login_wait: behind the logins
+ * already waiting, first come first served).  Returns CG_ADMITTED when
+ * charged (the caller then checks the floors), CG_WAIT when queued, or a
+ * refusal, counted.  Serves logins and late naming (naming.c), whose name
+ * to wait under is in s->wait_name.  Lock held, shared.
  */
-static CgVerdict
-cg_decide_locked(CgSession *s, int slot, CgLogin *l)
+CgVerdict
+cg_charge_login_locked(CgSession *s, int slot, CgLogin *l)
 {
 	CgBudget   *b;
 	CgCounters *c = cg_counters(l->budget);
@@ -197,44 +205,65 @@ cg_decide_locked(CgSession *s, int slot, CgLogin *l)
 	if (l->budget == CG_UNBUDGETED)
 	{
 		(void) cg_charge_budget(l->budget, -1, &l->in_use);
-		return cg_after_charge_locked(s, slot, l);
+		return CG_ADMITTED;
 	}
 
 	b = &cg_budgets[l->budget];
 	enforce = (cg_mode == CG_MODE_ENFORCE && !b->monitor && !l->exempt);
-	if (enforce && b->login_wait_ms > 0 && pg_atomic_read_u32(&c->waiting) > 0)
-	{
-		/* first come, first served: behind the logins already waiting */
-	}
-	else if (cg_charge_budget(l->budget, b->max_connections, &l->in_use))
-		return cg_after_charge_locked(s, slot, l);
-	else if (!enforce)
+	if (enforce && b->login_wait_ms > 0)
+		return cg_charge_or_queue(s, slot, l, b->max_connections,
+								  b->max_waiting);
+	if (cg_charge_budget(l->budget, b->max_connections, &l->in_use))
+		return CG_ADMITTED;
+	if (!enforce)
 	{
 		/* monitor, off or exempt: admitted over the budget */
 		l->would_refuse = !l->exempt && cg_mode != CG_MODE_OFF;
 		if (l->would_refuse)
 			pg_atomic_fetch_add_u64(&c->would_refuse, 1);
 		(void) cg_charge_budget(l->budget, -1, &l->in_use);
-		return cg_after_charge_locked(s, slot, l);
+		return CG_ADMITTED;
 	}
-	else if (b->login_wait_ms == 0)
-	{
-		pg_atomic_fetch_add_u64(&c->refused, 1);
-		pg_atomic_write_u64(&c->last_refused_at, (uint64) GetCurrentTimestamp());
-		return CG_REFUSED;
-	}
+	pg_atomic_fetch_add_u64(&c->refused, 1);
+	pg_atomic_write_u64(&c->last_refused_at, (uint64) GetCurrentTimestamp());
+	return CG_REFUSED;
+}
 
-	/* over the budget, or others wait: queue, unless max_waiting do */
-	l->in_use = pg_atomic_read_u32(&c->total);
-	l->waiting = pg_atomic_read_u32(&c->waiting);
-	if (l->waiting >= (uint32) b->max_waiting)
+/*
+ * cg_options_name: the application_name the startup packet's options
+ * give (-c application_name=... or --application_name=..., the last one
+ * wins, as when PostgreSQL applies them), or NULL.  Allocates only when
+ * the packet has options.
+ */
+static char *
+cg_options_name(Port *port)
+{
+	char	  **av;
+	int			ac = 0;
+	int			i;
+	char	   *found = NULL;
+
+	if (port->cmdline_options == NULL || port->cmdline_options[0] == '\0')
+		return NULL;
+	av = palloc(sizeof(char *) * (strlen(port->cmdline_options) / 2 + 2));
+	pg_split_opts(av, &ac, port->cmdline_options);
+	for (i = 0; i < ac; i++)
 	{
-		pg_atomic_fetch_add_u64(&c->refused, 1);
-		pg_atomic_write_u64(&c->last_refused_at, (uint64) GetCurrentTimestamp());
-		return CG_QUEUE_FULL;
+		const char *opt = NULL;
+		char	   *name;
+		char	   *value;
+
+		if (strcmp(av[i], "-c") == 0 && i + 1 < ac)
+			opt = av[++i];
+		else if (strncmp(av[i], "-c", 2) == 0 || strncmp(av[i], "--", 2) == 0)
+			opt = av[i] + 2;
+		if (opt == NULL)
+			continue;
+		ParseLongOption(opt, &name, &value);
+		if (value != NULL && strcmp(name, "application_name") == 0)
+			found = value;
 	}
-	cg_join_queue(s, slot, l->budget);
-	return CG_WAIT;
+	return found;
 }
 
 /* The client's numeric IP address for an event, "" for a unix socket. */
@@ -254,10 +283,12 @@ cg_port_addr(Port *port, char *addr, size_t len)
 }
 
 /*
- * cg_login_event: the event of a login that was not simply admitted.
+ * cg_login_event: the event of a login (or a late name) that was not
+ * simply admitted; application_name is the name it was judged by.
  */
-static void
-cg_login_event(Port *port, const CgSession *s, const CgLogin *l, CgVerdict v)
+void
+cg_login_event(const CgSession *s, const char *application_name,
+			   const CgLogin *l, CgVerdict v)
 {
 	char		detail[128];
 	char		addr[NI_MAXHOST];
@@ -279,6 +310,12 @@ cg_login_event(Port *port, const CgSession *s, const CgLogin *l, CgVerdict v)
 			snprintf(detail, sizeof(detail), "%u in use, limit %d; %u waiting, max_waiting %d",
 					 l->in_use, l->hit.max_connections, l->waiting,
 					 l->hit.max_waiting);
+			break;
+		case CG_NO_ROOM:
+			kind = CG_EVENT_REFUSED;
+			snprintf(detail, sizeof(detail), "%u in use, limit %d; no room to wait: %d slots free, %d kept",
+					 l->in_use, l->hit.max_connections, l->room_free,
+					 l->room_needed);
 			break;
 		case CG_REFUSED_FLOORS:
 			kind = CG_EVENT_REFUSED_FOR_FLOORS;
@@ -309,10 +346,10 @@ cg_login_event(Port *port, const CgSession *s, const CgLogin *l, CgVerdict v)
 			break;
 	}
 
-	cg_port_addr(port, addr, sizeof(addr));
+	cg_port_addr(MyProcPort, addr, sizeof(addr));
 
 	cg_add_event(kind, l->budget_name, MyProcPid, s->role_name,
-				 s->database_name, s->application_name, addr, detail);
+				 s->database_name, application_name, addr, detail);
 }
 
 /*
@@ -327,6 +364,7 @@ cg_ClientAuthentication(Port *port, int status)
 	bool		unloaded;
 	CgLogin		l;
 	CgVerdict	v;
+	char	   *name;
 
 	if (prev_ClientAuthentication)
 		prev_ClientAuthentication(port, status);
@@ -347,11 +385,22 @@ cg_ClientAuthentication(Port *port, int status)
 		cg_exit_registered = true;
 	}
 
+	/*
+	 * The login's name: the startup packet's application_name, which wins
+	 * over its options' -c application_name as in PostgreSQL, else the
+	 * options'.  Role and database defaults are applied only after this
+	 * hook: a login with neither is charged by the empty name and
+	 * re-charged at its first statement (statements.c).
+	 */
+	name = port->application_name;
+	if (name == NULL || name[0] == '\0')
+		name = cg_options_name(port);
+	l.unnamed = (name == NULL || name[0] == '\0');
+
 	/* The identity is private until pid is set. */
 	s = &cg_sessions[slot];
-	strlcpy(s->application_name,
-			port->application_name ? port->application_name : "",
-			NAMEDATALEN);
+	strlcpy(s->application_name, l.unnamed ? "" : name, NAMEDATALEN);
+	strlcpy(s->wait_name, s->application_name, NAMEDATALEN);
 	strlcpy(s->role_name, port->user_name, NAMEDATALEN);
 	strlcpy(s->database_name, port->database_name, NAMEDATALEN);
 	s->exempt = l.exempt;
@@ -362,7 +411,9 @@ cg_ClientAuthentication(Port *port, int status)
 	unloaded = (cg_shared->state == CG_STATE_UNLOADED);
 	l.budget = unloaded ? CG_UNBUDGETED :
 		cg_match_budget(s->application_name, s->role_name, s->database_name);
-	v = cg_decide_locked(s, slot, &l);
+	v = cg_charge_login_locked(s, slot, &l);
+	if (v == CG_ADMITTED)
+		v = cg_after_charge_locked(s, slot, &l);
 	LWLockRelease(cg_shared->lock);
 
 	if (unloaded)
@@ -374,33 +425,25 @@ cg_ClientAuthentication(Port *port, int status)
 	{
 		l.waited = true;
 		v = cg_wait_for_place(s, slot, &l);
+		if (v == CG_ADMITTED)
+		{
+			/* charged, and still under the lock */
+			v = cg_after_charge_locked(s, slot, &l);
+			LWLockRelease(cg_shared->lock);
+		}
 	}
 
-	cg_login_event(port, s, &l, v);
+	cg_login_event(s, s->application_name, &l, v);
 
-	switch (v)
+	if (v == CG_ADMITTED)
 	{
-		case CG_REFUSED:
-			cg_refuse(&l.hit, l.in_use,
-					  l.waited ? psprintf("The login waited %.1f s for a place.",
-										  l.waited_s) : NULL);
-			break;
-		case CG_QUEUE_FULL:
-			cg_refuse(&l.hit, l.in_use,
-					  psprintf("%u %s for a place already, the budget's max_waiting.",
-							   l.waiting, l.waiting == 1 ? "login waits" : "logins wait"));
-			break;
-		case CG_REFUSED_FLOORS:
-			cg_refuse_for_floors(l.budget_name, &l.fr);
-			break;
-		case CG_ADMITTED:
-		case CG_WAIT:
-			/* within its floor: do not lose to logins being refused */
-			if (l.budget >= 0 && !l.hit.monitor &&
-				l.in_use <= (uint32) l.hit.min_connections)
-				cg_wait_transient();
-			break;
+		/* within its floor: do not lose to logins being refused */
+		if (l.budget >= 0 && !l.hit.monitor &&
+			l.in_use <= (uint32) l.hit.min_connections)
+			cg_wait_transient();
 	}
+	else
+		cg_refuse_login(&l, v);
 }
 
 /*

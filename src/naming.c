@@ -1,20 +1,34 @@
 /*-------------------------------------------------------------------------
  *
  * naming.c
- *		Late naming: a session that names itself after login (SET
- *		application_name before its first statement that is not a SET) is
- *		re-charged to the budget that name matches, or ended with the
+ *		Names after login: a session that came without a name and names
+ *		itself (role or database defaults, or SET application_name before
+ *		its first statement that is not a SET) is re-charged to the budget
+ *		that name matches before the statement runs, or ended with the
  *		login's refusal.
  *
- * The same charge and refusal serve late naming as logins
- * (cg_recharge_if_renamed, called by statements.c): the new budget is
- * charged first, below its limit, and only then is the old charge given
- * back, all under the shared lock, so a publish never sees the session
- * charged twice or not at all.
+ * A login's name is final when the client gave one (the startup packet's
+ * application_name or its options' -c application_name: auth.c).  A login
+ * without one is charged by the empty name, and statements.c calls
+ * cg_recharge_if_renamed at the start of its first statement (a name set
+ * by role or database defaults: re-charged, naming closed), at the start
+ * of its first statement that is not a SET (a name SET since login), and
+ * at the end of that statement (set_config in it); then naming is closed.
+ * Each re-charge is checked before the statement runs, so a refused
+ * session runs nothing.
  *
- * Lock rules: cg_shared->lock, shared, for the re-charge only; the name is
- * published with the session slot's seqlock (cg_session_set_name) so that
- * a publisher re-matching it reads it whole.
+ * A re-charge is judged like a login (cg_charge_login_locked): below the
+ * new budget's limit, behind the logins already waiting for it, and with
+ * login_wait it waits in the same queue under the same rules (waitq.c).
+ * The new budget is charged first and only then is the old charge given
+ * back, all under the shared lock, so a publish never sees the session
+ * charged twice or not at all; the old budget's oldest waiter is woken.
+ * A session that gives up one of its old budget's guaranteed slots is
+ * checked against the other budgets' floors, as a login is.
+ *
+ * Lock rules: cg_shared->lock, shared, for the re-charge only, never
+ * across the wait; the name is published with the session slot's seqlock
+ * (cg_session_set_name) so that a publisher re-matching it reads it whole.
  *
  * Copyright (c) 2026, conngov developers
  *
@@ -25,7 +39,6 @@
  */
 #include "postgres.h"
 
-#include "libpq/libpq-be.h"
 #include "miscadmin.h"
 #include "utils/guc.h"
 #include "utils/timestamp.h"
@@ -34,61 +47,65 @@
 #include "conngov.h"
 
 /*
- * cg_report_late_refusal: the event of a late name refused (or admitted
- * over its budget), then the FATAL when it was refused.  As at login.
+ * cg_swap_charge_locked: the session, charged to "old", is charged to "to"
+ * already (cg_charge_login_locked): move its charge there and give the old
+ * one back.  The new name first: a publisher that reads it with the old
+ * charge moves the session to "to" itself, and the swap then finds it
+ * there.  Returns the counter slot whose oldest waiter to wake, or
+ * CG_NOT_CHARGED.  Lock held, shared.
  */
-static void
-cg_report_late_refusal(const CgSession *s, const char *name,
-					   const CgBudget *hit, uint32 in_use, bool refused)
+static int
+cg_swap_charge_locked(CgSession *s, const char *name, int old, int to)
 {
-	char		detail[128];
-	char		addr[NI_MAXHOST];
-	Port	   *port = MyProcPort;
+	cg_session_set_name(s, name);
+	for (;;)
+	{
+		uint32		expected = (uint32) old;
 
-	cg_port_addr(port, addr, sizeof(addr));
-
-	snprintf(detail, sizeof(detail), "%u in use, limit %d",
-			 in_use, hit->max_connections);
-	cg_add_event(refused ? CG_EVENT_REFUSED : CG_EVENT_WOULD_REFUSE,
-				 hit->name, MyProcPid, s->role_name, s->database_name,
-				 name, addr, detail);
-	if (refused)
-		cg_refuse(hit, in_use, NULL);
+		if (pg_atomic_compare_exchange_u32(&s->charge, &expected,
+										   (uint32) to))
+			return cg_release_slot(old) ? old : CG_NOT_CHARGED;
+		old = (int32) expected;
+		if (old == to)
+		{
+			/* a publish moved it there already: one charge too many */
+			(void) cg_release_slot(to);
+			return CG_NOT_CHARGED;
+		}
+	}
 }
 
 /*
- * cg_recharge_if_renamed: late naming.  Called by statements.c at the end
- * of each statement until the first one that is not a SET: when the
- * session's application_name is no longer the one it is charged by, charge
- * it to the budget the new name matches (first, below that budget's limit,
- * as at login; floors do not apply, the session holds its process slot
- * already, and neither does login_wait), then give the old charge back
- * with a compare-and-swap (a publish may be moving it); when the new
- * budget has no place, end the session with the login's refusal.
- * Afterwards, naming is closed by the caller and later names change
- * nothing.
+ * cg_recharge_if_renamed: when the session's application_name is no longer
+ * the one it is charged by, charge it to the budget the new name matches
+ * (as a login: limit, queue, login_wait), then give the old charge back;
+ * when the new budget has no place, end the session with the login's
+ * refusal.  Called by statements.c while naming is open (the file
+ * header).  An ERROR while waiting (cancel, statement_timeout) leaves the
+ * queue and the old charge as they were.
  */
 void
 cg_recharge_if_renamed(void)
 {
 	CgSession  *s = cg_my_session();
 	char		name[NAMEDATALEN];
-	int			budget;
+	int			slot;
 	int			old;
 	int			to;
 	int			wake = CG_NOT_CHARGED;
-	bool		refused = false;
-	bool		would_refuse = false;
-	bool		refused_floors = false;
-	uint32		in_use = 0;
-	CgBudget	hit;
-	CgFloorRefusal fr;
+	bool		locked;
+	CgLogin		l;
+	CgVerdict	v;
 
 	if (s == NULL)
 		return;
 	strlcpy(name, application_name ? application_name : "", NAMEDATALEN);
 	if (strcmp(name, s->application_name) == 0)
 		return;
+	slot = s - cg_sessions;
+	memset(&l, 0, sizeof(l));
+	l.late = true;
+	l.exempt = s->exempt;
 
 	LWLockAcquire(cg_shared->lock, LW_SHARED);
 	old = cg_session_charge(s);
@@ -97,108 +114,76 @@ cg_recharge_if_renamed(void)
 		LWLockRelease(cg_shared->lock);
 		return;
 	}
-	budget = cg_shared->state == CG_STATE_UNLOADED ? CG_UNBUDGETED :
+	l.budget = cg_shared->state == CG_STATE_UNLOADED ? CG_UNBUDGETED :
 		cg_match_budget(name, s->role_name, s->database_name);
-	to = cg_budget_slot(budget);
-	if (to != old)
+	if (cg_budget_slot(l.budget) == old)
 	{
-		CgCounters *c = cg_slot_counters(to);
-
-		if (!cg_charge_slot(to, budget >= 0 ?
-							cg_budgets[budget].max_connections : -1, &in_use))
+		/* the slot's name is the one it is charged by (publish re-matches it) */
+		cg_session_set_name(s, name);
+		LWLockRelease(cg_shared->lock);
+		return;
+	}
+	strlcpy(s->wait_name, name, NAMEDATALEN);
+	v = cg_charge_login_locked(s, slot, &l);
+	locked = true;
+	if (v == CG_WAIT)
+	{
+		LWLockRelease(cg_shared->lock);
+		locked = false;
+		l.waited = true;
+		PG_TRY();
 		{
-			CgBudget   *b = &cg_budgets[budget];
+			v = cg_wait_for_place(s, slot, &l);
+		}
+		PG_CATCH();
+		{
+			cg_waitq_exit();
+			PG_RE_THROW();
+		}
+		PG_END_TRY();
+		/* admitted: charged, and under the lock again */
+		locked = (v == CG_ADMITTED);
+	}
+	if (v == CG_ADMITTED)
+	{
+		bool		within_floor;
 
-			memcpy(&hit, b, sizeof(CgBudget));
-			if (cg_mode == CG_MODE_ENFORCE && !b->monitor && !s->exempt)
+		old = cg_session_charge(s);
+		to = cg_budget_slot(l.budget);
+		/* leaving a floor budget within its floor frees a guaranteed slot */
+		within_floor = cg_slot_within_floor(old);
+		pg_atomic_fetch_add_u64(&cg_slot_counters(to)->admitted, 1);
+		wake = cg_swap_charge_locked(s, name, old, to);
+
+		/*
+		 * As a login: a session that gave up a slot guaranteed to its old
+		 * budget may not keep it for a budget outside its own floor when
+		 * the other budgets' floors need it.
+		 */
+		if (within_floor && !s->exempt && cg_mode != CG_MODE_OFF &&
+			cg_floors_refuse(l.budget, l.in_use, &l.fr))
+		{
+			CgCounters *c = cg_slot_counters(to);
+
+			if (cg_mode == CG_MODE_ENFORCE && !l.hit.monitor)
 			{
-				refused = true;
-				pg_atomic_fetch_add_u64(&c->refused, 1);
+				v = CG_REFUSED_FLOORS;
+				pg_atomic_fetch_add_u64(&c->refused_for_floors, 1);
 				pg_atomic_write_u64(&c->last_refused_at,
 									(uint64) GetCurrentTimestamp());
 			}
 			else
 			{
-				/* monitor, off or exempt: charged over the budget */
-				would_refuse = !s->exempt && cg_mode != CG_MODE_OFF;
-				if (would_refuse)
-					pg_atomic_fetch_add_u64(&c->would_refuse, 1);
-				(void) cg_charge_slot(to, -1, &in_use);
+				l.would_refuse_floors = true;
+				pg_atomic_fetch_add_u64(&c->would_refuse, 1);
 			}
 		}
-		if (!refused)
-		{
-			/* leaving a floor budget within its floor frees a guaranteed slot */
-			bool		within_floor = cg_slot_within_floor(old);
-
-			pg_atomic_fetch_add_u64(&c->admitted, 1);
-
-			/*
-			 * The new name first: a publisher that reads it with the old
-			 * charge moves the session to "to" itself, and the swap below
-			 * then finds it there.
-			 */
-			cg_session_set_name(s, name);
-			/* swap the charge; a publish may have moved it meanwhile */
-			for (;;)
-			{
-				uint32		expected = (uint32) old;
-
-				if (pg_atomic_compare_exchange_u32(&s->charge, &expected,
-												   (uint32) to))
-				{
-					if (cg_release_slot(old))
-						wake = old;
-					break;
-				}
-				old = (int32) expected;
-				if (old == to)
-				{
-					/* a publish moved it there already: one charge too many */
-					(void) cg_release_slot(to);
-					break;
-				}
-			}
-
-			/*
-			 * As a login: a session that gave up a slot guaranteed to its old
-			 * budget may not keep it for a budget outside its own floor when
-			 * the other budgets' floors need it.
-			 */
-			if (within_floor && !s->exempt && cg_mode != CG_MODE_OFF &&
-				cg_floors_refuse(budget, in_use, &fr))
-			{
-				if (cg_mode == CG_MODE_ENFORCE &&
-					(budget < 0 || !cg_budgets[budget].monitor))
-				{
-					refused_floors = true;
-					pg_atomic_fetch_add_u64(&c->refused_for_floors, 1);
-					pg_atomic_write_u64(&c->last_refused_at,
-										(uint64) GetCurrentTimestamp());
-				}
-				else
-					pg_atomic_fetch_add_u64(&c->would_refuse, 1);
-			}
-		}
+		cg_wake_queue(wake);
 	}
-	/* the slot's name is the one it is charged by (publish re-matches it) */
-	else
-		cg_session_set_name(s, name);
-	if (wake >= 0)
-		ConditionVariableBroadcast(&cg_slots[wake].c.wait_cv);
-	LWLockRelease(cg_shared->lock);
+	if (locked)
+		LWLockRelease(cg_shared->lock);
 
-	if (would_refuse || refused)
-		cg_report_late_refusal(s, name, &hit, in_use, refused);
-	if (refused_floors)
-	{
-		char		detail[128];
-		const char *bname = budget >= 0 ? cg_slots[to].name : CG_UNBUDGETED_NAME;
-
-		snprintf(detail, sizeof(detail), "%d normal slots free, %u guaranteed to other budgets",
-				 fr.nfree, fr.unused);
-		cg_add_event(CG_EVENT_REFUSED_FOR_FLOORS, bname, MyProcPid,
-					 s->role_name, s->database_name, name, NULL, detail);
-		cg_refuse_for_floors(bname, &fr);
-	}
+	cg_login_event(s, name, &l, v);
+	if (v != CG_ADMITTED)
+		cg_refuse_login(&l, v);
 }

@@ -171,6 +171,44 @@ cg_refuse_for_floors(const char *budget_name, const CgFloorRefusal *fr)
 }
 
 /*
+ * cg_refuse_login: the FATAL of a login (or late name) refused with
+ * verdict v, its DETAIL saying why when it is more than the limit: how
+ * long it waited, that max_waiting already wait, that there was no room
+ * to wait, and, for a login that came without a name, that it was judged
+ * by the empty name and what to do about it.
+ */
+void
+cg_refuse_login(const CgLogin *l, CgVerdict v)
+{
+	StringInfoData extra;
+
+	if (v == CG_REFUSED_FLOORS)
+		cg_refuse_for_floors(l->budget_name, &l->fr);
+
+	initStringInfo(&extra);
+	if (v == CG_QUEUE_FULL)
+		appendStringInfo(&extra, "%u %s for a place already, the budget's max_waiting.",
+						 l->waiting, l->waiting == 1 ? "login waits" : "logins wait");
+	else if (v == CG_NO_ROOM)
+	{
+		if (l->waited)
+			appendStringInfo(&extra, "The login waited %.1f s for a place; then ",
+							 l->waited_s);
+		appendStringInfo(&extra, "%s no room to wait: a waiting login holds a server connection slot, and %d %s free, fewer than the %d kept for superusers, reserved connections and other budgets' guaranteed slots.",
+						 l->waited ? "there was" : "There was",
+						 l->room_free, l->room_free == 1 ? "is" : "are",
+						 l->room_needed);
+	}
+	else if (l->waited)
+		appendStringInfo(&extra, "The login waited %.1f s for a place.",
+						 l->waited_s);
+	if (l->unnamed && !l->late)
+		appendStringInfo(&extra, "%sThe login sent no application_name, so it is judged by the empty name; send the name at login (for pgjdbc, assumeMinServerVersion=9.0 in the URL).",
+						 extra.len > 0 ? " " : "");
+	cg_refuse(&l->hit, l->in_use, extra.len > 0 ? extra.data : NULL);
+}
+
+/*
  * cg_describe_ending: the FATAL of this session's idle ending.  The worker
  * (or sweep()) marks the session slot before its SIGTERM; PostgreSQL then
  * reports "terminating connection due to administrator command" (57P01).
