@@ -45,7 +45,6 @@
 #include "replication/walsender.h"
 #include "storage/ipc.h"
 #include "utils/acl.h"
-#include "utils/guc.h"
 #include "utils/timestamp.h"
 
 #include "compat.h"
@@ -229,43 +228,6 @@ cg_charge_login_locked(CgSession *s, int slot, CgLogin *l)
 	return CG_REFUSED;
 }
 
-/*
- * cg_options_name: the application_name the startup packet's options
- * give (-c application_name=... or --application_name=..., the last one
- * wins, as when PostgreSQL applies them), or NULL.  Allocates only when
- * the packet has options.
- */
-static char *
-cg_options_name(Port *port)
-{
-	char	  **av;
-	int			ac = 0;
-	int			i;
-	char	   *found = NULL;
-
-	if (port->cmdline_options == NULL || port->cmdline_options[0] == '\0')
-		return NULL;
-	av = palloc(sizeof(char *) * (strlen(port->cmdline_options) / 2 + 2));
-	pg_split_opts(av, &ac, port->cmdline_options);
-	for (i = 0; i < ac; i++)
-	{
-		const char *opt = NULL;
-		char	   *name;
-		char	   *value;
-
-		if (strcmp(av[i], "-c") == 0 && i + 1 < ac)
-			opt = av[++i];
-		else if (strncmp(av[i], "-c", 2) == 0 || strncmp(av[i], "--", 2) == 0)
-			opt = av[i] + 2;
-		if (opt == NULL)
-			continue;
-		ParseLongOption(opt, &name, &value);
-		if (value != NULL && strcmp(name, "application_name") == 0)
-			found = value;
-	}
-	return found;
-}
-
 /* The client's numeric IP address for an event, "" for a unix socket. */
 void
 cg_port_addr(Port *port, char *addr, size_t len)
@@ -385,16 +347,8 @@ cg_ClientAuthentication(Port *port, int status)
 		cg_exit_registered = true;
 	}
 
-	/*
-	 * The login's name: the startup packet's application_name, which wins
-	 * over its options' -c application_name as in PostgreSQL, else the
-	 * options'.  Role and database defaults are applied only after this
-	 * hook: a login with neither is charged by the empty name and
-	 * re-charged at its first statement (statements.c).
-	 */
-	name = port->application_name;
-	if (name == NULL || name[0] == '\0')
-		name = cg_options_name(port);
+	/* the login's name, from the packet, its options or defaults (naming.c) */
+	name = cg_login_name(port);
 	l.unnamed = (name == NULL || name[0] == '\0');
 
 	/* The identity is private until pid is set. */

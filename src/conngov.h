@@ -599,6 +599,7 @@ extern void cg_queue_insert(CgCounters *c, int slot);
 extern void cg_check_waits_fit(Relation rel);
 
 /*---- naming.c ----*/
+extern char *cg_login_name(struct Port *port);
 extern void cg_recharge_if_renamed(void);
 
 /*---- refusal.c ----*/

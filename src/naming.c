@@ -7,11 +7,12 @@
  *		that name matches before the statement runs, or ended with the
  *		login's refusal.
  *
- * A login's name is final when the client gave one (the startup packet's
- * application_name or its options' -c application_name: auth.c).  A login
- * without one is charged by the empty name, and statements.c calls
- * cg_recharge_if_renamed at the start of its first statement (a name set
- * by role or database defaults: re-charged, naming closed), at the start
+ * A login's name (cg_login_name) is the startup packet's
+ * application_name, else its options' -c application_name: known at
+ * login, final.  A login with neither is charged by the empty name, and
+ * statements.c calls cg_recharge_if_renamed at the start of its first
+ * statement (a name from role or database defaults, which PostgreSQL
+ * applies after the login hook: re-charged, naming closed), at the start
  * of its first statement that is not a SET (a name SET since login), and
  * at the end of that statement (set_config in it); then naming is closed.
  * Each re-charge is checked before the statement runs, so a refused
@@ -39,12 +40,68 @@
  */
 #include "postgres.h"
 
+#include "libpq/libpq-be.h"
 #include "miscadmin.h"
 #include "utils/guc.h"
 #include "utils/timestamp.h"
 
 #include "compat.h"
 #include "conngov.h"
+
+/*
+ * cg_options_name: the application_name the startup packet's options
+ * give (-c application_name=... or --application_name=..., the last one
+ * wins, as when PostgreSQL applies them), or NULL.  Allocates only when
+ * the packet has options.
+ */
+static char *
+cg_options_name(Port *port)
+{
+	char	  **av;
+	int			ac = 0;
+	int			i;
+	char	   *found = NULL;
+
+	if (port->cmdline_options == NULL || port->cmdline_options[0] == '\0')
+		return NULL;
+	av = palloc(sizeof(char *) * (strlen(port->cmdline_options) / 2 + 2));
+	pg_split_opts(av, &ac, port->cmdline_options);
+	for (i = 0; i < ac; i++)
+	{
+		const char *opt = NULL;
+		char	   *name;
+		char	   *value;
+
+		if (strcmp(av[i], "-c") == 0 && i + 1 < ac)
+			opt = av[++i];
+		else if (strncmp(av[i], "-c", 2) == 0 || strncmp(av[i], "--", 2) == 0)
+			opt = av[i] + 2;
+		if (opt == NULL)
+			continue;
+		ParseLongOption(opt, &name, &value);
+		if (value != NULL && strcmp(name, "application_name") == 0)
+			found = value;
+	}
+	return found;
+}
+
+/*
+ * cg_login_name: the name a login is charged by, or NULL when it has
+ * none: the startup packet's application_name, else its options'
+ * (-c application_name), the name PostgreSQL will give the session.  Role
+ * and database defaults cannot be read yet (pg_db_role_setting is not
+ * readable before a database is selected): statements.c re-charges by
+ * them at the session's first statement.  Called by the login hook.
+ */
+char *
+cg_login_name(Port *port)
+{
+	char	   *name = port->application_name;
+
+	if (name != NULL && name[0] != '\0')
+		return name;
+	return cg_options_name(port);
+}
 
 /*
  * cg_swap_charge_locked: the session, charged to "old", is charged to "to"
