@@ -36,6 +36,7 @@
 #include "postgres.h"
 
 #include <sys/socket.h>
+#include <math.h>
 #include <netdb.h>
 
 #include "common/ip.h"
@@ -70,6 +71,7 @@ cg_release(int code, Datum arg)
 	if (cg_shared == NULL)
 		return;
 	cg_waitq_exit();
+	cg_rate_exit();
 	if (cg_my_slot < 0)
 		return;
 
@@ -158,13 +160,17 @@ cg_take_slot(CgSession *s, int slot, const CgLogin *l)
 
 /*
  * cg_after_charge_locked: the login is charged to l->budget; refuse it
- * for the others' floors (giving the charge back) or admit it.  Lock
- * held, shared.
+ * for the others' floors or for the budget's login rate (giving the
+ * charge back), or have it wait for its token (CG_PACE, the charge given
+ * back too), or admit it.  The rate comes last, so that a login refused
+ * for the limit or the floors uses no token (ratelimit.c).  Lock held,
+ * shared.
  */
 CgVerdict
 cg_after_charge_locked(CgSession *s, int slot, CgLogin *l)
 {
 	CgCounters *c = cg_counters(l->budget);
+	CgVerdict	v;
 
 	if (!l->exempt && cg_mode != CG_MODE_OFF &&
 		cg_floors_refuse(l->budget, l->in_use, &l->fr))
@@ -180,6 +186,14 @@ cg_after_charge_locked(CgSession *s, int slot, CgLogin *l)
 		}
 		l->would_refuse_floors = true;
 		pg_atomic_fetch_add_u64(&c->would_refuse, 1);
+	}
+	v = cg_rate_check_locked(l);
+	if (v != CG_ADMITTED)
+	{
+		/* no place kept while refused or pacing: the oldest waiter's */
+		if (cg_release_budget(l->budget))
+			cg_wake_queue(cg_budget_slot(l->budget));
+		return v;
 	}
 	cg_take_slot(s, slot, l);
 	return CG_ADMITTED;
@@ -279,6 +293,13 @@ cg_login_event(const CgSession *s, const char *application_name,
 					 l->in_use, l->hit.max_connections, l->room_free,
 					 l->room_needed);
 			break;
+		case CG_REFUSED_RATE:
+			kind = CG_EVENT_REFUSED_RATE;
+			snprintf(detail, sizeof(detail), "login_rate %g, burst %d; next token in %.0f ms%s",
+					 l->hit.login_rate, l->hit.login_burst,
+					 ceil(l->retry_ns / 1e6),
+					 l->room_needed > 0 ? "; no room to wait" : "");
+			break;
 		case CG_REFUSED_FLOORS:
 			kind = CG_EVENT_REFUSED_FOR_FLOORS;
 			snprintf(detail, sizeof(detail), "%d normal slots free, %u guaranteed to other budgets",
@@ -297,11 +318,24 @@ cg_login_event(const CgSession *s, const char *application_name,
 				snprintf(detail, sizeof(detail), "%u in use, limit %d",
 						 l->in_use, l->hit.max_connections);
 			}
+			else if (l->would_refuse_rate)
+			{
+				kind = CG_EVENT_WOULD_REFUSE_RATE;
+				snprintf(detail, sizeof(detail), "login_rate %g, burst %d; next token in %.0f ms",
+						 l->hit.login_rate, l->hit.login_burst,
+						 ceil(l->retry_ns / 1e6));
+			}
 			else if (l->waited)
 			{
 				kind = CG_EVENT_WAITED;
 				snprintf(detail, sizeof(detail), "admitted after waiting %.1f s",
 						 l->waited_s);
+			}
+			else if (l->paced)
+			{
+				kind = CG_EVENT_PACED;
+				snprintf(detail, sizeof(detail), "admitted after waiting %.3f s for its token (login_rate %g)",
+						 l->pace_ns / 1e9, l->hit.login_rate);
 			}
 			else
 				return;
@@ -375,17 +409,38 @@ cg_ClientAuthentication(Port *port, int status)
 				(errmsg("conngov: budgets are not loaded yet, login of role \"%s\" admitted without a budget check",
 						port->user_name)));
 
-	if (v == CG_WAIT)
+	for (;;)
 	{
-		l.waited = true;
-		v = cg_wait_for_place(s, slot, &l);
-		if (v == CG_ADMITTED)
+		if (v == CG_WAIT)
 		{
-			/* charged, and still under the lock */
-			v = cg_after_charge_locked(s, slot, &l);
-			LWLockRelease(cg_shared->lock);
+			l.waited = true;
+			v = cg_wait_for_place(s, slot, &l);
+			if (v == CG_ADMITTED)
+			{
+				/* charged, and still under the lock */
+				v = cg_after_charge_locked(s, slot, &l);
+				LWLockRelease(cg_shared->lock);
+			}
 		}
+		if (v != CG_PACE)
+			break;
+
+		/* its token is reserved: wait for it, then log in with it */
+		l.paced = true;
+		v = cg_pace(&l);
+		if (v != CG_ADMITTED)
+			break;
+		LWLockAcquire(cg_shared->lock, LW_SHARED);
+		l.budget = cg_match_budget(s->application_name, s->role_name,
+								   s->database_name);
+		v = cg_charge_login_locked(s, slot, &l);
+		if (v == CG_ADMITTED)
+			v = cg_after_charge_locked(s, slot, &l);
+		LWLockRelease(cg_shared->lock);
 	}
+	/* refused for the limit or the floors after pacing: no token used */
+	if (v != CG_ADMITTED)
+		cg_rate_refund(&l);
 
 	cg_login_event(s, s->application_name, &l, v);
 

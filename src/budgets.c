@@ -16,7 +16,8 @@
  *
  * A table of extension version 1.0 (the 1.1 library before ALTER EXTENSION
  * conngov UPDATE) lacks min_connections, login_wait and max_waiting: its
- * rows load with their defaults (no floor, no wait).
+ * rows load with their defaults (no floor, no wait).  A 1.0 or 1.1 table
+ * lacks login_rate, login_burst and on_lower: no rate limit, refuse_new.
  *
  * Publishing fills the inactive budget set with no lock held, and takes the
  * lock exclusively only to make it the active one: a few words.  Counters
@@ -76,20 +77,23 @@ typedef enum CgColumnId
 	CG_COL_MIN_CONNECTIONS,
 	CG_COL_LOGIN_WAIT,
 	CG_COL_MAX_WAITING,
+	CG_COL_LOGIN_RATE,
+	CG_COL_LOGIN_BURST,
+	CG_COL_ON_LOWER,
 	CG_NCOLUMNS
 } CgColumnId;
 
 /*
- * "since" is the extension version that added the column: a table of an
- * older version (the new library before ALTER EXTENSION conngov UPDATE)
- * lacks it, and its rows load with the column's default.  A column that
- * is there must have the type, whatever the version.
+ * "later" marks the columns added after 1.0: a table of an older version
+ * (the new library before ALTER EXTENSION conngov UPDATE) lacks them, and
+ * its rows load with the column's default.  A column that is there must
+ * have the type, whatever the version.
  */
 static const struct
 {
 	const char *name;
 	Oid			type;
-	bool		since_1_1;
+	bool		later;
 }			cg_columns[CG_NCOLUMNS] = {
 	{"name", TEXTOID, false},
 	{"application_pattern", TEXTOID, false},
@@ -104,6 +108,9 @@ static const struct
 	{"min_connections", INT4OID, true},
 	{"login_wait", INTERVALOID, true},
 	{"max_waiting", INT4OID, true},
+	{"login_rate", FLOAT4OID, true},	/* 1.2 */
+	{"login_burst", INT4OID, true}, /* 1.2 */
+	{"on_lower", TEXTOID, true},	/* 1.2 */
 };
 
 /*
@@ -161,6 +168,19 @@ static int32
 cg_get_int4(TupleTableSlot *slot, AttrNumber att)
 {
 	return cg_get_int4_or(slot, att, 0);
+}
+
+/* A real column, 0 when NULL or absent (a 1.0 or 1.1 table). */
+static float4
+cg_get_float4(TupleTableSlot *slot, AttrNumber att)
+{
+	bool		isnull;
+	Datum		d;
+
+	if (att == InvalidAttrNumber)
+		return 0;
+	d = slot_getattr(slot, att, &isnull);
+	return isnull ? 0 : DatumGetFloat4(d);
 }
 
 /* An interval column in ms, 0 when NULL or absent (a 1.0 table). */
@@ -253,7 +273,7 @@ cg_untrusted_reason(Relation rel, AttrNumber *atts)
 				break;
 			}
 		}
-		if (atts[c] == InvalidAttrNumber && !cg_columns[c].since_1_1)
+		if (atts[c] == InvalidAttrNumber && !cg_columns[c].later)
 			return psprintf("table conngov.budgets has no column \"%s\"",
 							cg_columns[c].name);
 	}
@@ -308,6 +328,15 @@ cg_read_rows(Relation rel, const AttrNumber *atts, int *nrows)
 		b->login_wait_ms = cg_get_timeout(slot, atts[CG_COL_LOGIN_WAIT]);
 		b->max_waiting = Max(cg_get_int4_or(slot, atts[CG_COL_MAX_WAITING],
 											cg_default_max_waiting(b->max_connections)), 0);
+		/* 1.2 (absent or NULL: no rate limit, refuse_new) */
+		b->login_rate = cg_get_float4(slot, atts[CG_COL_LOGIN_RATE]);
+		b->login_burst = cg_get_int4(slot, atts[CG_COL_LOGIN_BURST]);
+		cg_rate_compile(b);
+		if (atts[CG_COL_ON_LOWER] != InvalidAttrNumber)
+		{
+			cg_copy_text(mode, slot, atts[CG_COL_ON_LOWER], TEXTOID);
+			b->on_lower_end_idle = (strcmp(mode, "end_idle") == 0);
+		}
 	}
 	table_endscan(scan);
 	ExecDropSingleTupleTableSlot(slot);
@@ -571,6 +600,7 @@ cg_publish_budgets(CgBudget *budgets, int nbudgets, int nrows,
 	int			nmoves = 0;
 	int		   *woken;
 	int			nwoken;
+	bool	   *lowered;
 	int			i;
 	uint32		in_use;
 	char		detail[128];
@@ -633,6 +663,22 @@ cg_publish_budgets(CgBudget *budgets, int nbudgets, int nrows,
 			set->min_timeout_ms = t2;
 	}
 
+	/*
+	 * Budgets whose limit this publish lowers, with on_lower = end_idle:
+	 * kept budgets (the slot's budget in the active set has the name) whose
+	 * max_connections goes down.
+	 */
+	lowered = palloc0(sizeof(bool) * Max(nbudgets, 1));
+	for (i = 0; i < nbudgets; i++)
+	{
+		const CgBudget *b = &cg_budget_sets[k][i];
+		int			was = cg_slots[b->slot].index[1 - k];
+
+		lowered[i] = (b->on_lower_end_idle && !b->monitor && was >= 0 &&
+					  b->max_connections <
+					  cg_budget_sets[1 - k][was].max_connections);
+	}
+
 	/* 3 (allocations first: nothing from here to 5 may fail) */
 	moves = palloc(sizeof(CgMove) * cg_nsessions);
 	woken = palloc(sizeof(int) * cg_nsessions);
@@ -680,12 +726,17 @@ cg_publish_budgets(CgBudget *budgets, int nbudgets, int nrows,
 	LWLockRelease(cg_shared->lock);
 	pfree(moves);
 	cg_rematch_sessions();
+	/* on_lower = end_idle: the worker ends idle sessions above the limit */
+	for (i = 0; i < nbudgets; i++)
+		if (lowered[i])
+			cg_note_lowered(cg_budget_sets[k][i].slot);
 	/* places may have freed, and waiters may match other budgets now */
 	cg_wake_waiters();
 	/* waiters moved to another budget (or to none) look again */
 	for (i = 0; i < nwoken; i++)
 		cg_wake_session(woken[i]);
 	pfree(woken);
+	pfree(lowered);
 
 	LWLockRelease(cg_shared->publish_lock);
 

@@ -99,7 +99,11 @@ typedef enum CgEventKind
 	CG_EVENT_REFUSED_FOR_FLOORS,	/* 1.1: the free slots are others' floors */
 	CG_EVENT_WOULD_REFUSE_FOR_FLOORS,
 	CG_EVENT_WAITED,			/* 1.1: admitted after waiting (login_wait) */
-	CG_EVENT_WAIT_TIMEOUT		/* 1.1: refused after waiting login_wait */
+	CG_EVENT_WAIT_TIMEOUT,		/* 1.1: refused after waiting login_wait */
+	CG_EVENT_REFUSED_RATE,		/* 1.2: over the budget's login_rate */
+	CG_EVENT_WOULD_REFUSE_RATE,
+	CG_EVENT_PACED,				/* 1.2: admitted after waiting for its token */
+	CG_EVENT_ENDED_LOWERED		/* 1.2: idle, ended for a lowered limit */
 } CgEventKind;
 
 /* Floor budgets named in a refusal's DETAIL and kept in floor_list. */
@@ -157,6 +161,20 @@ typedef struct CgCounters
 	slock_t		wait_mutex;
 	int32		wait_head;
 	int32		wait_tail;
+
+	/*
+	 * 1.2: login_rate (ratelimit.c).  rate_tat is the GCRA's theoretical
+	 * arrival time of the next login, nanoseconds of CLOCK_MONOTONIC (0: the
+	 * bucket is full): changed by compare-and-swap only, no lock, and kept
+	 * across publishes with the slot.  lower_pending: a publish lowered the
+	 * budget's limit and its on_lower is end_idle; the worker takes it
+	 * (lower.c).
+	 */
+	pg_atomic_uint64 rate_tat;
+	pg_atomic_uint64 refused_rate;
+	pg_atomic_uint64 paced;
+	pg_atomic_uint64 ended_lowered;
+	pg_atomic_uint32 lower_pending;
 } CgCounters;
 
 /*
@@ -181,6 +199,12 @@ typedef struct CgBudget
 	int64		login_wait_ms;	/* 0 = refuse at once */
 	int32		max_waiting;	/* waiting logins at most (NULL:
 								 * cg_default_max_waiting()) */
+	/* 1.2; a 1.0 or 1.1 table loads as no rate limit, refuse_new */
+	float4		login_rate;		/* admitted logins per second, 0 = no limit */
+	int32		login_burst;	/* NULL: the rate rounded up, at least 1 */
+	int64		rate_interval_ns;	/* 1e9 / login_rate, rounded up */
+	int64		rate_tolerance_ns;	/* (login_burst - 1) * rate_interval_ns */
+	bool		on_lower_end_idle;	/* on_lower = 'end_idle' */
 	/* set when published */
 	int32		slot;			/* its counters: cg_slots[slot] */
 	int32		next;			/* next budget (in matching order) with the
@@ -282,6 +306,8 @@ typedef struct CgSession
 	 * end_pid is set last (write barrier) and names the session it is for.
 	 */
 	int			end_pid;		/* 0 = no idle ending */
+	bool		end_lowered;	/* 1.2: ended for a lowered limit (lower.c) */
+	int32		end_limit;		/* ... the new limit */
 	bool		end_in_xact;	/* idle in transaction */
 	bool		end_timeout_code;	/* conngov.ending_sqlstate = timeout */
 	int64		end_idle_ms;
@@ -392,6 +418,7 @@ typedef struct CgSharedState
 	int			floor_list[CG_MAX_FLOOR_LIST];
 	pg_atomic_uint32 floors_unused;
 	pg_atomic_uint64 wait_ticket_next;	/* ticket dispenser of waiters */
+	pg_atomic_uint32 lower_pending;	/* 1.2: some slot's lower_pending is set */
 
 	/* events ring, under events_lock */
 	uint64		event_next;		/* events ever written */
@@ -456,7 +483,10 @@ typedef enum CgVerdict
 	CG_REFUSED_FLOORS,			/* the free slots are others' floors */
 	CG_NO_ROOM,					/* over the budget, and waiting would take
 								 * reserved room */
-	CG_WAIT						/* queued: cg_wait_for_place() decides */
+	CG_WAIT,					/* queued: cg_wait_for_place() decides */
+	CG_REFUSED_RATE,			/* 1.2: over the budget's login_rate */
+	CG_PACE						/* 1.2: its token is reserved: wait for it
+								 * (cg_pace) */
 } CgVerdict;
 
 /* One login's figures, kept for the messages after the lock is gone. */
@@ -477,6 +507,15 @@ typedef struct CgLogin
 	char		budget_name[NAMEDATALEN];
 	CgBudget	hit;			/* the budget's policy part */
 	CgFloorRefusal fr;
+	/* 1.2: login_rate (ratelimit.c) */
+	bool		would_refuse_rate;	/* admitted over the rate, recorded */
+	bool		paced;			/* waited for its token */
+	bool		has_token;		/* a token is reserved for it: token_tat */
+	int			token_slot;		/* ... in this counter slot */
+	uint64		token_tat;		/* the slot's rate_tat its reservation set */
+	int64		pace_ns;		/* CG_PACE: how long until its token */
+	int64		retry_ns;		/* CG_REFUSED_RATE: the next token in */
+	TimestampTz wait_start;		/* when it began to wait, 0 = not yet */
 } CgLogin;
 
 /*---- conngov.c: settings ----*/
@@ -598,6 +637,17 @@ extern void cg_queue_unlink(CgCounters *c, int slot);
 extern void cg_queue_insert(CgCounters *c, int slot);
 extern void cg_check_waits_fit(Relation rel);
 
+/*---- ratelimit.c ----*/
+extern void cg_rate_compile(CgBudget *b);
+extern CgVerdict cg_rate_check_locked(CgLogin *l);
+extern CgVerdict cg_pace(CgLogin *l);
+extern void cg_rate_refund(CgLogin *l);
+extern void cg_rate_exit(void);
+
+/*---- lower.c ----*/
+extern void cg_note_lowered(int slot);
+extern void cg_end_lowered(void);
+
 /*---- naming.c ----*/
 extern char *cg_login_name(struct Port *port);
 extern void cg_recharge_if_renamed(void);
@@ -608,6 +658,7 @@ extern void cg_refuse(const CgBudget *b, uint32 in_use, const char *extra);
 extern void cg_refuse_login(const CgLogin *l, CgVerdict v);
 extern void cg_refuse_for_floors(const char *budget_name,
 								 const CgFloorRefusal *fr);
+extern void cg_refuse_rate(const CgLogin *l, const char *extra);
 
 /*---- statements.c ----*/
 extern bool cg_naming_open;

@@ -112,6 +112,7 @@ cg_end_session(const CgCandidate *c, const CgPolicy *p, bool act,
 		if (proc == NULL)
 			return;				/* it is gone already */
 		/* tell the session why, for its FATAL message (refusal.c) */
+		s->end_lowered = false;
 		s->end_in_xact = c->in_xact;
 		s->end_timeout_code = (cg_ending_sqlstate == CG_ENDING_TIMEOUT);
 		s->end_idle_ms = idle_ms;

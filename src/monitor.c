@@ -41,6 +41,7 @@ PG_FUNCTION_INFO_V1(conngov_headroom_1_1);
 PG_FUNCTION_INFO_V1(conngov_health);
 PG_FUNCTION_INFO_V1(conngov_stats);
 PG_FUNCTION_INFO_V1(conngov_stats_1_1);
+PG_FUNCTION_INFO_V1(conngov_stats_1_2);
 PG_FUNCTION_INFO_V1(conngov_reset_stats);
 PG_FUNCTION_INFO_V1(conngov_events);
 
@@ -343,11 +344,13 @@ conngov_health(PG_FUNCTION_ARGS)
  * conngov.stats(): per-budget counters since the last reset_stats().  The
  * 1.0 declaration has 9 columns (conngov_stats); 1.1 adds
  * refused_for_floors, waited, wait_seconds_total and wait_timeouts
- * (conngov_stats_1_1).
+ * (conngov_stats_1_1); 1.2 adds refused_rate, paced and ended_lowered
+ * (conngov_stats_1_2).
  */
 #define CG_STATS_COLS_1_0 9
 #define CG_STATS_COLS_1_1 13
-#define CG_STATS_NCOUNTERS 9
+#define CG_STATS_COLS_1_2 16
+#define CG_STATS_NCOUNTERS 12
 static Datum
 cg_stats_rows(FunctionCallInfo fcinfo, int ncols)
 {
@@ -387,6 +390,9 @@ cg_stats_rows(FunctionCallInfo fcinfo, int ncols)
 		rows[i].v[6] = pg_atomic_read_u64(&c->waited);
 		rows[i].v[7] = pg_atomic_read_u64(&c->wait_us_total);
 		rows[i].v[8] = pg_atomic_read_u64(&c->wait_timeouts);
+		rows[i].v[9] = pg_atomic_read_u64(&c->refused_rate);
+		rows[i].v[10] = pg_atomic_read_u64(&c->paced);
+		rows[i].v[11] = pg_atomic_read_u64(&c->ended_lowered);
 		rows[i].peak = pg_atomic_read_u32(&c->peak);
 		rows[i].last_refused_at = (TimestampTz) pg_atomic_read_u64(&c->last_refused_at);
 	}
@@ -394,8 +400,8 @@ cg_stats_rows(FunctionCallInfo fcinfo, int ncols)
 
 	for (i = 0; i < n; i++)
 	{
-		Datum		values[CG_STATS_COLS_1_1];
-		bool		nulls[CG_STATS_COLS_1_1];
+		Datum		values[CG_STATS_COLS_1_2];
+		bool		nulls[CG_STATS_COLS_1_2];
 		int			j = 0;
 		int			k;
 
@@ -416,6 +422,12 @@ cg_stats_rows(FunctionCallInfo fcinfo, int ncols)
 			values[j++] = Float8GetDatum((double) rows[i].v[7] / 1000000.0);
 			values[j++] = Int64GetDatum((int64) rows[i].v[8]);
 		}
+		if (ncols >= CG_STATS_COLS_1_2)
+		{
+			values[j++] = Int64GetDatum((int64) rows[i].v[9]);
+			values[j++] = Int64GetDatum((int64) rows[i].v[10]);
+			values[j++] = Int64GetDatum((int64) rows[i].v[11]);
+		}
 		Assert(j == ncols);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
@@ -432,6 +444,12 @@ Datum
 conngov_stats_1_1(PG_FUNCTION_ARGS)
 {
 	return cg_stats_rows(fcinfo, CG_STATS_COLS_1_1);
+}
+
+Datum
+conngov_stats_1_2(PG_FUNCTION_ARGS)
+{
+	return cg_stats_rows(fcinfo, CG_STATS_COLS_1_2);
 }
 
 /*
@@ -485,6 +503,14 @@ cg_event_kind_name(CgEventKind kind)
 			return "waited";
 		case CG_EVENT_WAIT_TIMEOUT:
 			return "wait_timeout";
+		case CG_EVENT_REFUSED_RATE:
+			return "refused_rate";
+		case CG_EVENT_WOULD_REFUSE_RATE:
+			return "would_refuse_rate";
+		case CG_EVENT_PACED:
+			return "paced";
+		case CG_EVENT_ENDED_LOWERED:
+			return "ended_lowered";
 	}
 	return "unknown";
 }

@@ -25,7 +25,10 @@
  * back, all under the shared lock, so a publish never sees the session
  * charged twice or not at all; the old budget's oldest waiter is woken.
  * A session that gives up one of its old budget's guaranteed slots is
- * checked against the other budgets' floors, as a login is.
+ * checked against the other budgets' floors, as a login is.  Then, last,
+ * the new budget's login_rate (ratelimit.c): a token, or with login_wait
+ * a wait for it (the session keeps its new charge meanwhile), or the
+ * rate's refusal.
  *
  * Lock rules: cg_shared->lock, shared, for the re-charge only, never
  * across the wait; the name is published with the session slot's seqlock
@@ -236,9 +239,37 @@ cg_recharge_if_renamed(void)
 			}
 		}
 		cg_wake_queue(wake);
+
+		/* rated like a login, last: a refused one used no token */
+		if (v == CG_ADMITTED)
+			v = cg_rate_check_locked(&l);
 	}
 	if (locked)
 		LWLockRelease(cg_shared->lock);
+
+	/*
+	 * Paced: the session is charged to its new budget already (it is a
+	 * session: no place to give back), and waits for its token.
+	 */
+	if (v == CG_PACE)
+	{
+		l.paced = true;
+		PG_TRY();
+		{
+			v = cg_pace(&l);
+		}
+		PG_CATCH();
+		{
+			cg_rate_refund(&l);
+			PG_RE_THROW();
+		}
+		PG_END_TRY();
+		if (v == CG_ADMITTED)
+		{
+			l.has_token = false;
+			cg_rate_refund(&l);	/* used: only forgets it */
+		}
+	}
 
 	cg_login_event(s, name, &l, v);
 	if (v != CG_ADMITTED)

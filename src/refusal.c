@@ -26,6 +26,8 @@
  */
 #include "postgres.h"
 
+#include <math.h>
+
 #include "common/hashfn.h"
 #include "lib/stringinfo.h"
 #include "utils/elog.h"
@@ -171,6 +173,38 @@ cg_refuse_for_floors(const char *budget_name, const CgFloorRefusal *fr)
 }
 
 /*
+ * cg_refuse_rate: the FATAL of a login (or late name) over its budget's
+ * login_rate, with the SPEC's wording and the time until the next token;
+ * "extra" (or NULL) is one more sentence of DETAIL.
+ */
+void
+cg_refuse_rate(const CgLogin *l, const char *extra)
+{
+	const CgBudget *b = &l->hit;
+	char		retry[32];
+	double		ms = ceil(l->retry_ns / 1e6);
+
+	if (ms < 1)
+		ms = 1;
+	if (ms < 10000)
+		snprintf(retry, sizeof(retry), "%.0f ms", ms);
+	else
+		snprintf(retry, sizeof(retry), "%.0f s", ceil(ms / 1000));
+
+	cg_hide_refusal = !cg_log_this_refusal(b->name);
+	ereport(FATAL,
+			(errcode(ERRCODE_TOO_MANY_CONNECTIONS),
+			 errmsg("connection budget \"%s\": login rate exceeded", b->name),
+			 errdetail("Budget \"%s\" admits %g %s per second (burst %d).%s%s",
+					   b->name, b->login_rate,
+					   b->login_rate == 1 ? "login" : "logins",
+					   b->login_burst,
+					   extra ? " " : "", extra ? extra : ""),
+			 errhint("Retry in %s, or raise conngov.budgets.login_rate for \"%s\".",
+					 retry, b->name)));
+}
+
+/*
  * cg_refuse_login: the FATAL of a login (or late name) refused with
  * verdict v, its DETAIL saying why when it is more than the limit: how
  * long it waited, that max_waiting already wait, that there was no room
@@ -186,6 +220,19 @@ cg_refuse_login(const CgLogin *l, CgVerdict v)
 		cg_refuse_for_floors(l->budget_name, &l->fr);
 
 	initStringInfo(&extra);
+	if (v == CG_REFUSED_RATE)
+	{
+		if (l->room_needed > 0)
+			appendStringInfo(&extra, "There was no room to wait for the token: a waiting login holds a server connection slot, and %d %s free, fewer than the %d kept for superusers, reserved connections and other budgets' guaranteed slots.",
+							 l->room_free, l->room_free == 1 ? "is" : "are",
+							 l->room_needed);
+		else if (l->hit.login_wait_ms > 0)
+			appendStringInfoString(&extra, "The next token comes after the budget's login_wait.");
+		if (l->unnamed && !l->late)
+			appendStringInfo(&extra, "%sThe login sent no application_name, so it is judged by the empty name; send the name at login (for pgjdbc, assumeMinServerVersion=9.0 in the URL).",
+							 extra.len > 0 ? " " : "");
+		cg_refuse_rate(l, extra.len > 0 ? extra.data : NULL);
+	}
 	if (v == CG_QUEUE_FULL)
 		appendStringInfo(&extra, "%u %s for a place already, the budget's max_waiting.",
 						 l->waiting, l->waiting == 1 ? "login waits" : "logins wait");
@@ -232,6 +279,16 @@ cg_describe_ending(ErrorData *edata)
 	if (s == NULL || s->end_pid != MyProcPid)
 		return;
 	pg_read_barrier();
+	if (s->end_lowered)
+	{
+		/* on_lower = end_idle (lower.c) */
+		strlcpy(budget, s->end_budget, NAMEDATALEN);
+		edata->message = psprintf("terminating connection because connection budget \"%s\" was lowered to %d",
+								  budget, s->end_limit);
+		edata->detail = psprintf("The session was idle for %.1f s; the budget's on_lower is end_idle, which ends idle sessions above a lowered limit, longest idle first.",
+								 s->end_idle_ms / 1000.0);
+		return;
+	}
 	in_xact = s->end_in_xact;
 	timeout_code = s->end_timeout_code;
 	idle_ms = s->end_idle_ms;

@@ -106,6 +106,11 @@ cg_init_counters(CgCounters *c)
 	pg_atomic_init_u32(&c->waiting, 0);
 	SpinLockInit(&c->wait_mutex);
 	c->wait_head = c->wait_tail = -1;
+	pg_atomic_init_u64(&c->rate_tat, 0);
+	pg_atomic_init_u64(&c->refused_rate, 0);
+	pg_atomic_init_u64(&c->paced, 0);
+	pg_atomic_init_u64(&c->ended_lowered, 0);
+	pg_atomic_init_u32(&c->lower_pending, 0);
 }
 
 /*
@@ -120,6 +125,9 @@ cg_reset_counters(CgCounters *c)
 	pg_atomic_write_u32(&c->peak, 0);
 	pg_atomic_write_u32(&c->waiting, 0);
 	c->wait_head = c->wait_tail = -1;
+	/* a new budget starts with a full bucket and nothing to end */
+	pg_atomic_write_u64(&c->rate_tat, 0);
+	pg_atomic_write_u32(&c->lower_pending, 0);
 	cg_zero_stats(c);
 }
 
@@ -140,6 +148,9 @@ cg_zero_stats(CgCounters *c)
 	pg_atomic_write_u64(&c->waited, 0);
 	pg_atomic_write_u64(&c->wait_us_total, 0);
 	pg_atomic_write_u64(&c->wait_timeouts, 0);
+	pg_atomic_write_u64(&c->refused_rate, 0);
+	pg_atomic_write_u64(&c->paced, 0);
+	pg_atomic_write_u64(&c->ended_lowered, 0);
 }
 
 /*
@@ -214,6 +225,7 @@ cg_shmem_startup(void)
 		}
 		pg_atomic_init_u32(&cg_shared->floors_unused, 0);
 		pg_atomic_init_u64(&cg_shared->wait_ticket_next, 1);
+		pg_atomic_init_u32(&cg_shared->lower_pending, 0);
 		for (i = 0; i < cg_nsessions; i++)
 		{
 			pg_atomic_init_u32(&cg_sessions[i].charge, (uint32) CG_NOT_CHARGED);

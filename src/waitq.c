@@ -252,7 +252,10 @@ cg_charge_or_queue(CgSession *s, int slot, CgLogin *l, int64 limit,
 	{
 		pg_atomic_fetch_add_u64(&c->waited, 1);
 		cg_wait_slot = slot;
-		cg_wait_start = GetCurrentTimestamp();
+		/* one login_wait in all, paced for a token (ratelimit.c) or not */
+		if (l->wait_start == 0)
+			l->wait_start = GetCurrentTimestamp();
+		cg_wait_start = l->wait_start;
 	}
 	return v;
 }

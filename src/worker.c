@@ -368,6 +368,8 @@ cg_worker_main(Datum main_arg)
 			cg_worker_collect(now);
 		cg_worker_launch(request, standby, now);
 
+		/* a lowered limit with on_lower = end_idle (lower.c) */
+		cg_end_lowered();
 		next = cg_sweep(false, InvalidOid, &results, &nresults);
 		cg_w.error_pause_ms = 0;
 
