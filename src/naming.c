@@ -212,7 +212,6 @@ cg_recharge_if_renamed(void)
 		to = cg_budget_slot(l.budget);
 		/* leaving a floor budget within its floor frees a guaranteed slot */
 		within_floor = cg_slot_within_floor(old);
-		pg_atomic_fetch_add_u64(&cg_slot_counters(to)->admitted, 1);
 		wake = cg_swap_charge_locked(s, name, old, to);
 
 		/*
@@ -270,6 +269,11 @@ cg_recharge_if_renamed(void)
 			cg_rate_refund(&l);	/* used: only forgets it */
 		}
 	}
+	/* admitted under its new name: counted once, when it is final */
+	if (v == CG_ADMITTED)
+		pg_atomic_fetch_add_u64(&cg_slot_counters(l.budget == CG_UNBUDGETED ?
+												  CG_UNBUDGETED :
+												  l.hit.slot)->admitted, 1);
 
 	cg_login_event(s, name, &l, v);
 	if (v != CG_ADMITTED)
