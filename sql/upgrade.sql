@@ -12,7 +12,7 @@ SELECT budget, max_connections, total FROM conngov.usage() ORDER BY budget COLLA
 SELECT normal_slots FROM conngov.headroom();
 SELECT budget, admitted >= 0 AS ok FROM conngov.stats();
 
-ALTER EXTENSION conngov UPDATE;
+ALTER EXTENSION conngov UPDATE TO '1.1';
 SELECT extversion FROM pg_extension WHERE extname = 'conngov';
 SELECT name, application_pattern, max_connections, idle_keep, comment,
        min_connections, login_wait, max_waiting
@@ -28,7 +28,32 @@ UPDATE conngov.budgets SET min_connections = 8 WHERE name = 'kept';
 SELECT p.proname, has_function_privilege('pg_monitor', p.oid, 'EXECUTE') AS pg_monitor
   FROM pg_proc p WHERE p.pronamespace = 'conngov'::regnamespace
    AND p.proname IN ('usage', 'headroom', 'stats') ORDER BY 1;
--- an updated table is the same as a new 1.1 one
+-- 1.1 -> 1.2: the rows kept; the new columns keep 1.1's behaviour (no
+-- rate limit, a lowered limit ends nobody)
+UPDATE conngov.budgets SET login_wait = '2 s', min_connections = 1 WHERE name = 'kept';
+SELECT budget, refused_for_floors, waited FROM conngov.stats();
+ALTER EXTENSION conngov UPDATE;
+SELECT extversion FROM pg_extension WHERE extname = 'conngov';
+SELECT name, max_connections, min_connections, login_wait, comment,
+       login_rate, login_burst, on_lower
+  FROM conngov.budgets;
+SELECT conngov.reload();
+SELECT budget, admitted >= 0 AS ok, refused_rate, paced, ended_lowered
+  FROM conngov.stats();
+-- the new columns are validated, with messages that say what is allowed
+UPDATE conngov.budgets SET login_rate = 0 WHERE name = 'kept';
+UPDATE conngov.budgets SET login_rate = 'NaN' WHERE name = 'kept';
+UPDATE conngov.budgets SET login_burst = 10 WHERE name = 'kept';
+UPDATE conngov.budgets SET login_rate = 20, login_burst = 0 WHERE name = 'kept';
+UPDATE conngov.budgets SET on_lower = 'end' WHERE name = 'kept';
+UPDATE conngov.budgets SET login_rate = 20, login_burst = 40, on_lower = 'end_idle'
+ WHERE name = 'kept';
+SELECT name, login_rate, login_burst, on_lower FROM conngov.budgets;
+SELECT conngov.reload();
+SELECT p.proname, has_function_privilege('pg_monitor', p.oid, 'EXECUTE') AS pg_monitor
+  FROM pg_proc p WHERE p.pronamespace = 'conngov'::regnamespace
+   AND p.proname = 'stats';
+-- an updated table is the same as a new 1.2 one
 SELECT string_agg(attname || ' ' || format_type(atttypid, atttypmod), ', ' ORDER BY attnum)
   FROM pg_attribute WHERE attrelid = 'conngov.budgets'::regclass AND attnum > 0 AND NOT attisdropped;
 DELETE FROM conngov.budgets;
