@@ -141,7 +141,7 @@ is(join("\n", @errors), '', 'every namespace and metric is well formed');
 
 # the counters
 is( join(',', sort grep { $metric_type{$_} eq 'COUNTER' } keys %metric_type),
-	'conngov_stats_admitted,conngov_stats_ended_idle,conngov_stats_refused,conngov_stats_refused_for_floors,conngov_stats_wait_seconds_total,conngov_stats_wait_timeouts,conngov_stats_waited,conngov_stats_would_end_idle,conngov_stats_would_refuse',
+	'conngov_stats_admitted,conngov_stats_ended_idle,conngov_stats_ended_lowered,conngov_stats_paced,conngov_stats_refused,conngov_stats_refused_for_floors,conngov_stats_refused_rate,conngov_stats_wait_seconds_total,conngov_stats_wait_timeouts,conngov_stats_waited,conngov_stats_would_end_idle,conngov_stats_would_refuse',
 	'the stats() counters are COUNTERs');
 
 # alerts.yml uses only metrics that queries.yaml makes
@@ -155,15 +155,19 @@ like($alerts, qr/increase\(conngov_stats_refused\[5m\]\) > 0/,
 	'an alert on refusals');
 like($alerts, qr/conngov_headroom_floors_unreachable == 1/,
 	'an alert on a floor budget that cannot reach its floor');
+like($alerts, qr/increase\(conngov_stats_refused_rate\[5m\]\) > 0/,
+	'an alert on logins refused for the login rate');
+like($alerts, qr/increase\(conngov_stats_ended_lowered\[15m\]\) > 0/,
+	'an alert on sessions ended for a lowered limit');
 
 # --- every query on a live server ------------------------------------------
 my $node = cg_node('exporter', max_connections => 30);
 $node->safe_psql(
 	'postgres', q{
-INSERT INTO conngov.budgets (name, application_pattern, max_connections, mode) VALUES
-  ('api', 'api%', 10, 'enforce'),
-  ('batch', 'batch%', 1, 'monitor'),
-  ('zero', 'refuse%', 0, 'enforce');
+INSERT INTO conngov.budgets (name, application_pattern, max_connections, mode, login_rate, login_burst) VALUES
+  ('api', 'api%', 10, 'enforce', 0.001, 2),
+  ('batch', 'batch%', 1, 'monitor', NULL, NULL),
+  ('zero', 'refuse%', 0, 'enforce', NULL, NULL);
 CREATE ROLE regress_exporter LOGIN IN ROLE pg_monitor;
 });
 $node->safe_psql('postgres', 'SELECT conngov.reload()');
@@ -181,6 +185,10 @@ for my $i (1 .. 3)
 	  cg_login($node, user => 'regress_app', app => "refuse-$i");
 	like($err, qr/connection budget "zero" exhausted/, "refuse-$i refused");
 }
+# api's two sessions took its two tokens
+my ($arc, $aout, $aerr) = cg_login($node, user => 'regress_app', app => 'api-3');
+like($aerr, qr/connection budget "api": login rate exceeded/,
+	'api-3 refused for the login rate');
 
 # the rows of each query, as the exporter's role sees them: column => [type,
 # value] per row.  One session, like the exporter's; first wait until the
@@ -270,10 +278,10 @@ is( join(
 		"\n",
 		map {
 			my $r = $stats{$_};
-			join('|', $_, (map { $r->{$_}[1] } qw(admitted refused would_refuse)),
+			join('|', $_, (map { $r->{$_}[1] } qw(admitted refused would_refuse refused_rate)),
 				$r->{last_refused_timestamp_seconds}[1] > 0 ? 'set' : 'unset')
 		} sort keys %stats),
-	"api|2|0|0|unset\nbatch|2|0|1|unset\nzero|0|3|0|set",
+	"api|2|0|0|1|unset\nbatch|2|0|1|0|unset\nzero|0|3|0|0|set",
 	'conngov_stats figures');
 is($result{conngov_health}[0]{status_code}[1],
 	2, 'conngov_health_status_code is 2 (unhealthy: budget batch is exhausted)');
