@@ -231,6 +231,7 @@ case "$what" in
 		if [ "$status" = 0 ]; then
 			cg_as_test_user "$CG_BUILD_DIR" bash bench/run.sh --smoke || status=1
 			cg_as_test_user "$CG_BUILD_DIR" bash bench/storm_wait.sh --smoke || status=1
+			cg_as_test_user "$CG_BUILD_DIR" bash bench/rate.sh --smoke || status=1
 		fi
 		# the scale benchmark needs valgrind: with the extras only
 		if [ "$status" = 0 ] && [ -z "${CG_NO_EXTRAS:-}" ]; then
