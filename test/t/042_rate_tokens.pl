@@ -30,6 +30,9 @@ $node->psql('postgres',
 	  . "('fl', 'fl%', 'regress_app', 10, 0, 0.001, 2), "
 	  . "('late', 'late%', 'regress_app', 10, 0, 0.001, 1), "
 	  . "('floor', 'floorapp%', 'regress_app', 17, 0, NULL, NULL)");
+$node->psql('postgres',
+	"INSERT INTO conngov.budgets (name, application_pattern, max_connections, mode, login_rate, login_burst) "
+	  . "VALUES ('mon', 'mon%', 10, 'monitor', 0.001, 1)");
 $m->query_safe('SELECT conngov.reload()');
 
 sub sql { return $m->query_safe($_[0]); }
@@ -131,6 +134,18 @@ like($err, $rate_re->('late', '0.001', 1), 'the next late name is refused for th
 unlike($out, qr/late ran/, '... before its statement runs');
 is( sql("SELECT admitted || '|' || refused_rate || '|' || total FROM conngov.stats() JOIN conngov.usage() USING (budget) WHERE budget = 'late'"),
 	'1|1|0', 'stats(): the late names counted like logins, no charge left');
+
+###########################################################################
+# a monitor budget admits logins over the rate and records them
+for my $i (1 .. 3)
+{
+	($rc) = login("mon-$i");
+	is($rc, 0, "monitor budget: login $i admitted");
+}
+is( sql("SELECT admitted || '|' || would_refuse || '|' || refused_rate FROM conngov.stats() WHERE budget = 'mon'"),
+	'3|2|0', 'stats(): two would have been refused for the rate');
+is( sql("SELECT count(*) FROM conngov.events() WHERE kind = 'would_refuse_rate' AND budget = 'mon'"),
+	'2', 'events(): two would_refuse_rate');
 
 ###########################################################################
 # validation
