@@ -331,6 +331,11 @@ cg_pace(CgLogin *l)
 					 errmsg("connection budget \"%s\": the client went away while waiting for its login token",
 							l->budget_name)));
 		}
+		sleep_ms = (long) Min((int64) CG_PACE_TICK_MS,
+							  (int64) ((due - now + 999999) / 1000000));
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 Max(sleep_ms, 1), cg_wait_event_login());
+		ResetLatch(MyLatch);
 		/*
 		 * Late naming (a statement waits): a cancel or statement_timeout
 		 * refuses the name, as running out of room does, rather than
@@ -340,16 +345,11 @@ cg_pace(CgLogin *l)
 		if (QueryCancelPending && !ClientAuthInProgress)
 		{
 			QueryCancelPending = false;
-			l->retry_ns = (int64) (due - now);
+			l->retry_ns = (int64) (due - Min(due, cg_now_ns()));
 			cg_rate_refund(l);
 			pg_atomic_fetch_add_u64(&cg_slots[l->token_slot].c.refused_rate, 1);
 			return CG_REFUSED_RATE;
 		}
-		sleep_ms = (long) Min((int64) CG_PACE_TICK_MS,
-							  (int64) ((due - now + 999999) / 1000000));
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 Max(sleep_ms, 1), cg_wait_event_login());
-		ResetLatch(MyLatch);
 		CHECK_FOR_INTERRUPTS();
 	}
 }
