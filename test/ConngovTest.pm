@@ -453,6 +453,31 @@ sub cg_poll_is
 	return;
 }
 
+# cg_waiter_pids(node, role): the backends of the node still authenticating
+# as role (a login waiting for a place or for its token): their process
+# title says so.  From /proc: such a backend is not in pg_stat_activity.
+push @EXPORT, qw(cg_waiter_pids);
+
+sub cg_waiter_pids
+{
+	my ($node, $role) = @_;
+	my $pm = $node->{_pid};
+	my @pids;
+	for my $dir (glob '/proc/[0-9]*')
+	{
+		my ($pid) = $dir =~ m{(\d+)$};
+		open my $st, '<', "$dir/stat" or next;
+		my $stat = <$st>;
+		close $st;
+		next unless defined $stat && $stat =~ /\)\s+\S+\s+(\d+)/ && $1 == $pm;
+		open my $cl, '<', "$dir/cmdline" or next;
+		my $cmd = <$cl> // '';
+		close $cl;
+		push @pids, $pid if $cmd =~ /\Q$role\E .*authentication/;
+	}
+	return @pids;
+}
+
 # Helpers of the idle and worker tests (004, 005); cg_set_budgets,
 # cg_session and cg_quit also serve 003.
 push @EXPORT, qw(cg_set_budgets cg_session cg_closed cg_quit cg_alive

@@ -69,26 +69,6 @@ sub pid_of
 		"SELECT pid FROM pg_stat_activity WHERE application_name = '$app'");
 }
 
-# The backends still authenticating (waiting for a place): their process
-# title says so.
-sub waiter_pids
-{
-	my $pm = $node->{_pid};
-	my @pids;
-	for my $dir (glob '/proc/[0-9]*')
-	{
-		my ($pid) = $dir =~ m{(\d+)$};
-		open my $st, '<', "$dir/stat" or next;
-		my $stat = <$st>;
-		close $st;
-		next unless defined $stat && $stat =~ /\)\s+\S+\s+(\d+)/ && $1 == $pm;
-		open my $cl, '<', "$dir/cmdline" or next;
-		my $cmd = <$cl> // '';
-		close $cl;
-		push @pids, $pid if $cmd =~ /regress_app .*authentication/;
-	}
-	return @pids;
-}
 
 # two places, both taken
 my $h1 = cg_hold($node, user => 'regress_app', app => 'queued-h1', monitor => $m);
@@ -158,7 +138,7 @@ $w2->{h}->finish;
 
 # a waiting backend can be terminated like any other
 my $w7 = start_waiter('queued-w7', 1);
-my @wp = waiter_pids();
+my @wp = cg_waiter_pids($node, 'regress_app');
 is(scalar(@wp), 1, 'the waiting backend shows "authentication" in its title');
 my $offset = -s $node->logfile;
 $m->query_safe("SELECT pg_terminate_backend($wp[0])");
@@ -231,7 +211,7 @@ cg_poll_for($node, "SELECT conngov.reload()", '3', monitor => $m);
 
 # a crash leaves no waiter counted
 my $w8 = start_waiter('queued-w8', 1);
-@wp = waiter_pids();
+@wp = cg_waiter_pids($node, 'regress_app');
 is(scalar(@wp), 1, 'one backend waits');
 $m->quit;
 kill 'KILL', $wp[0];

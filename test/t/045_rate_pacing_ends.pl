@@ -28,25 +28,6 @@ cg_set_budgets($node,
 	"('ln', 'ln-%', 'regress_app', 5, 0.05, 1, '30 s', 0)",
 	{ monitor => $m });
 
-# the backends still authenticating: their process title says so
-sub waiter_pids
-{
-	my $pm = $node->{_pid};
-	my @pids;
-	for my $dir (glob '/proc/[0-9]*')
-	{
-		my ($pid) = $dir =~ m{(\d+)$};
-		open my $st, '<', "$dir/stat" or next;
-		my $stat = <$st>;
-		close $st;
-		next unless defined $stat && $stat =~ /\)\s+\S+\s+(\d+)/ && $1 == $pm;
-		open my $cl, '<', "$dir/cmdline" or next;
-		my $cmd = <$cl> // '';
-		close $cl;
-		push @pids, $pid if $cmd =~ /regress_app .*authentication/;
-	}
-	return @pids;
-}
 
 sub start_login
 {
@@ -69,7 +50,7 @@ is($rc, 0, 'the first login takes the only token');
 my $h2 = start_login('tw-2');
 cg_poll_is($node, "SELECT paced FROM conngov.stats() WHERE budget = 'tw'",
 	'1', 'the second login waits for its token', monitor => $m);
-my @wp = waiter_pids();
+my @wp = cg_waiter_pids($node, 'regress_app');
 is(scalar(@wp), 1, 'one backend waits (authenticating)');
 sql("SELECT pg_terminate_backend($wp[0])");
 $h2->finish;
@@ -82,7 +63,7 @@ cg_poll_is($node,
 	'2|0',
 	'its token was given back: the next login is paced within login_wait, not refused',
 	monitor => $m);
-@wp = waiter_pids();
+@wp = cg_waiter_pids($node, 'regress_app');
 sql("SELECT pg_terminate_backend($_)") for @wp;
 $h3->finish;
 
