@@ -13,6 +13,9 @@ SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'conngov worker';
 SELECT c.relname, e.extconfig IS NOT NULL AS dumped
   FROM pg_extension e JOIN pg_class c ON c.oid = ANY (e.extconfig)
  WHERE e.extname = 'conngov';
+-- the change triggers fire in every replication role (A: always, R: replica)
+SELECT tgname, tgenabled FROM pg_trigger
+ WHERE tgrelid = 'conngov.budgets'::regclass AND NOT tgisinternal ORDER BY 1;
 
 -- CREATE EXTENSION elsewhere names the right database
 CREATE DATABASE regress_conngov_other;

@@ -28,7 +28,10 @@ UPDATE conngov.budgets SET min_connections = 8 WHERE name = 'kept';
 SELECT p.proname, has_function_privilege('pg_monitor', p.oid, 'EXECUTE') AS pg_monitor
   FROM pg_proc p WHERE p.pronamespace = 'conngov'::regnamespace
    AND p.proname IN ('usage', 'headroom', 'stats') ORDER BY 1;
--- an updated table is the same as a new 1.1 one
+-- an updated table is the same as a new one
 SELECT string_agg(attname || ' ' || format_type(atttypid, atttypmod), ', ' ORDER BY attnum)
   FROM pg_attribute WHERE attrelid = 'conngov.budgets'::regclass AND attnum > 0 AND NOT attisdropped;
+-- ... with the same triggers, firing in the same replication roles
+SELECT tgname, tgenabled FROM pg_trigger
+ WHERE tgrelid = 'conngov.budgets'::regclass AND NOT tgisinternal ORDER BY 1;
 DELETE FROM conngov.budgets;
