@@ -33,7 +33,7 @@
  * for pg_get_loaded_modules().
  */
 #if PG_VERSION_NUM >= 180000
-#define CG_MODULE_MAGIC PG_MODULE_MAGIC_EXT(.name = "conngov", .version = "1.1")
+#define CG_MODULE_MAGIC PG_MODULE_MAGIC_EXT(.name = "conngov", .version = "1.2")
 #else
 #define CG_MODULE_MAGIC PG_MODULE_MAGIC
 #endif
