@@ -397,6 +397,7 @@ extern int	cg_event_capacity;
 extern int	cg_log_refusals;
 extern int	cg_ending_sqlstate;
 extern int	cg_refusal_window;
+extern int	cg_commit_wait_timeout;
 extern const char *cg_exempt_list;
 
 /*---- shmem.c ----*/
@@ -463,6 +464,7 @@ extern const char *cg_budget_status(uint32 total, int32 max_connections,
 /*---- loader.c ----*/
 extern bool cg_start_loader(BackgroundWorkerHandle **handle);
 extern PGDLLEXPORT void cg_loader_main(Datum main_arg);
+extern bool cg_loader_can_load(void);
 
 /*---- guard.c ----*/
 extern void cg_guard_init(void);
