@@ -4,7 +4,8 @@
 # A COMMIT that waits for its budget change to be published behaves like
 # PostgreSQL's synchronous-commit wait: a cancel or a terminate ends the
 # wait at once with a WARNING (the change is committed, and applies once
-# published), never a PANIC; a wait that runs out says so.
+# published), never a PANIC, and a fast shutdown does not wait for it; a
+# wait that runs out says so.
 use strict;
 use warnings FATAL => 'all';
 
@@ -134,9 +135,40 @@ is(${ $c->{err} }, '', 'normal: no WARNING');
 is($mon->query_safe(cg_published_sql('normal')),
 	1, 'normal: the budget is published when COMMIT returns');
 
+#
+# fast shutdown: a waiting COMMIT ends at once with the terminate WARNING,
+# so the shutdown does not wait for it
+#
+cg_loads_paused(
+	$node,
+	sub {
+		$c = cg_commit_start(
+			$node,
+			app => 'shutdown',
+			sql => cg_insert_sql('shutdown'),
+			monitor => $mon,
+			wait => 1);
+		die "shutdown: COMMIT did not wait: ${ $c->{err} }"
+		  unless defined $c->{pid};
+		$mon->quit;
+		my $t0 = [gettimeofday];
+		# -W: signal only; the stopped conngov processes leave when continued
+		system_log('pg_ctl', '-D', $node->data_dir, '-m', 'fast', '-W',
+			'stop');
+		cg_commit_finish($c);
+		$c->{took} = tv_interval($t0);
+	});
+$node->stop('fast');
+diag(sprintf('shutdown: COMMIT returned %.3f s after the fast shutdown began',
+		$c->{took}));
+like(
+	${ $c->{err} },
+	qr/WARNING:  canceling the wait for the new connection budgets and terminating connection due to administrator command/,
+	'fast shutdown: the waiting COMMIT ends with the WARNING');
+ok($c->{took} < $TO / 2,
+	'fast shutdown: COMMIT returns at once, not at the end of its wait');
+
 my $log = slurp_file($node->logfile, $log_start);
 unlike($log, qr/PANIC/, 'no PANIC in the server log');
 
-$mon->quit;
-$node->stop;
 done_testing();
