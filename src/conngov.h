@@ -297,7 +297,8 @@ typedef struct CgEvent
  *   load_reason (written by the worker and the loader, read by health()),
  *   refusal_log (refused logins, conngov.log_refusals = sampled).
  * - reload_requested/reload_done/ryw_requested: atomics; reload_cv wakes
- *   reload() callers and logins waiting for a row change to be published.
+ *   reload() callers and the COMMITs of row changes waiting for their
+ *   publish (notify.c).
  * - 1.1: has_floors, floors_sum, nfloors, floor_list under lock (written
  *   by a publish); floors_unused and wait_ticket_next are atomics changed
  *   under the shared lock (and set by a publish).  A budget's wait_cv is

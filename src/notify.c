@@ -188,7 +188,8 @@ cg_wait_published(uint32 request)
 		ResetLatch(MyLatch);
 		if (rc & WL_POSTMASTER_DEATH)
 		{
-			/* as a terminate: the session ends after the commit */
+			/* as a terminate (die()): the session ends after the commit */
+			InterruptPending = true;
 			ProcDiePending = true;
 			ereport(WARNING,
 					(errcode(ERRCODE_ADMIN_SHUTDOWN),
