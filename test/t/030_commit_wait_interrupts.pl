@@ -126,6 +126,26 @@ cg_poll_is($node, cg_published_sql('timeout'), 1,
 	'timeout: the change applies once the loads go on', monitor => $mon);
 
 #
+# conngov.commit_wait_timeout = 0: no wait at all, nothing to say
+#
+cg_loads_paused(
+	$node,
+	sub {
+		$c = cg_commit_start(
+			$node,
+			app => 'nowait',
+			before => ['SET conngov.commit_wait_timeout = 0'],
+			sql => cg_insert_sql('nowait'));
+		cg_commit_finish($c);
+		$c->{published} = $mon->query_safe(cg_published_sql('nowait'));
+	});
+is($c->{ret}, 0, 'no wait: COMMIT returns while the loads are held');
+is(${ $c->{err} }, '', 'no wait: no WARNING');
+is($c->{published}, 0, 'no wait: the budget was not published yet');
+cg_poll_is($node, cg_published_sql('nowait'), 1,
+	'no wait: the change applies once the loads go on', monitor => $mon);
+
+#
 # with the loads running, COMMIT waits for the publish and says nothing
 #
 $c = cg_commit_start($node, app => 'normal', sql => cg_insert_sql('normal'));
