@@ -38,4 +38,5 @@ ALTER SYSTEM SET conngov.exempt_roles = 'a,,b';
 ALTER SYSTEM SET conngov.log_refusals = 'maybe';
 ALTER SYSTEM SET conngov.ending_sqlstate = 'sometimes';
 ALTER SYSTEM SET conngov.refusal_window = 0;
+ALTER SYSTEM SET conngov.commit_wait_timeout = -1;
 ALTER SYSTEM SET conngov.nonexistent = 'x';

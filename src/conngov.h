@@ -297,7 +297,8 @@ typedef struct CgEvent
  *   load_reason (written by the worker and the loader, read by health()),
  *   refusal_log (refused logins, conngov.log_refusals = sampled).
  * - reload_requested/reload_done/ryw_requested: atomics; reload_cv wakes
- *   reload() callers and logins waiting for a row change to be published.
+ *   reload() callers and the COMMITs of row changes waiting for their
+ *   publish (notify.c).
  * - 1.1: has_floors, floors_sum, nfloors, floor_list under lock (written
  *   by a publish); floors_unused and wait_ticket_next are atomics changed
  *   under the shared lock (and set by a publish).  A budget's wait_cv is
@@ -397,6 +398,7 @@ extern int	cg_event_capacity;
 extern int	cg_log_refusals;
 extern int	cg_ending_sqlstate;
 extern int	cg_refusal_window;
+extern int	cg_commit_wait_timeout;
 extern const char *cg_exempt_list;
 
 /*---- shmem.c ----*/
@@ -463,6 +465,7 @@ extern const char *cg_budget_status(uint32 total, int32 max_connections,
 /*---- loader.c ----*/
 extern bool cg_start_loader(BackgroundWorkerHandle **handle);
 extern PGDLLEXPORT void cg_loader_main(Datum main_arg);
+extern bool cg_loader_can_load(void);
 
 /*---- guard.c ----*/
 extern void cg_guard_init(void);
