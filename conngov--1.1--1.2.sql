@@ -20,3 +20,111 @@ CREATE TRIGGER budgets_changed_replica
 	AFTER INSERT OR UPDATE OR DELETE ON conngov.budgets
 	FOR EACH ROW EXECUTE FUNCTION conngov.budgets_changed();
 ALTER TABLE conngov.budgets ENABLE REPLICA TRIGGER budgets_changed_replica;
+
+---- 1.2 (issue 19): usage history ----
+
+-- Per budget and closed minute: the exact peak of its total and what
+-- happened to its logins; only budgets with activity have a record.
+CREATE FUNCTION conngov.history(
+	since timestamptz DEFAULT pg_catalog.now() - interval '1 hour',
+	until timestamptz DEFAULT pg_catalog.now(),
+	budget text DEFAULT NULL,
+	OUT minute timestamptz,
+	OUT budget text,
+	OUT peak integer,
+	OUT admitted bigint,
+	OUT refused_limit bigint,
+	OUT refused_floors bigint,
+	OUT refused_rate bigint,
+	OUT would_refuse bigint,
+	OUT waited bigint,
+	OUT wait_timeouts bigint,
+	OUT ended_idle bigint)
+RETURNS SETOF record
+LANGUAGE C VOLATILE
+AS 'MODULE_PATHNAME', 'conngov_history';
+
+-- The minute that holds a moment, the budget that held most first.
+CREATE FUNCTION conngov.at(
+	moment timestamptz,
+	OUT minute timestamptz,
+	OUT budget text,
+	OUT peak integer,
+	OUT admitted bigint,
+	OUT refused_limit bigint,
+	OUT refused_floors bigint,
+	OUT refused_rate bigint,
+	OUT would_refuse bigint,
+	OUT waited bigint,
+	OUT wait_timeouts bigint,
+	OUT ended_idle bigint)
+RETURNS SETOF record
+LANGUAGE sql VOLATILE STRICT
+SET search_path = pg_catalog, pg_temp
+AS $$
+SELECT h.* FROM conngov.history($1, $1) AS h
+ ORDER BY h.peak DESC, h.budget COLLATE "C"
+$$;
+
+-- The server per closed minute: the peak of the sessions conngov counts
+-- (with the logins waiting for a place), the normal slots left at it, and
+-- the peak of the waiting logins.
+CREATE FUNCTION conngov.server_history(
+	since timestamptz DEFAULT pg_catalog.now() - interval '1 hour',
+	until timestamptz DEFAULT pg_catalog.now(),
+	OUT minute timestamptz,
+	OUT normal_in_use_peak integer,
+	OUT normal_free_min integer,
+	OUT waiting_peak integer)
+RETURNS SETOF record
+LANGUAGE C VOLATILE
+AS 'MODULE_PATHNAME', 'conngov_server_history';
+
+-- A picture for psql: per budget, the last hours' figures and a line of
+-- 30 characters, each the highest per-minute peak of its part of the
+-- span, scaled to the budget's own highest (blank: no record).
+CREATE FUNCTION conngov.history_summary(
+	hours integer DEFAULT 3,
+	OUT budget text,
+	OUT peak integer,
+	OUT admitted bigint,
+	OUT refused bigint,
+	OUT waited bigint,
+	OUT ended_idle bigint,
+	OUT peaks text)
+RETURNS SETOF record
+LANGUAGE sql VOLATILE STRICT
+SET search_path = pg_catalog, pg_temp
+AS $$
+WITH h AS (
+	SELECT h.*,
+		   29 - least(29, floor(extract(epoch FROM now() - h.minute)
+								/ ($1 * 120.0))::integer) AS part
+	  FROM conngov.history(now() - make_interval(hours => $1), now()) AS h
+), b AS (
+	SELECT h.budget, max(h.peak) AS peak, sum(h.admitted)::bigint AS admitted,
+		   sum(h.refused_limit + h.refused_floors + h.refused_rate)::bigint AS refused,
+		   sum(h.waited)::bigint AS waited, sum(h.ended_idle)::bigint AS ended_idle
+	  FROM h GROUP BY h.budget
+)
+SELECT b.budget, b.peak, b.admitted, b.refused, b.waited, b.ended_idle,
+	   (SELECT string_agg(CASE WHEN p.peak IS NULL THEN ' '
+							  ELSE substr('▁▂▃▄▅▆▇█',
+										  1 + (7 * p.peak / greatest(b.peak, 1)), 1)
+						 END, '' ORDER BY s.part)
+		  FROM generate_series(0, 29) AS s(part)
+		  LEFT JOIN (SELECT h.part, max(h.peak) AS peak FROM h
+					  WHERE h.budget = b.budget GROUP BY h.part) AS p
+			ON p.part = s.part)
+  FROM b
+ ORDER BY b.peak DESC, b.budget COLLATE "C"
+$$;
+
+REVOKE ALL ON FUNCTION conngov.history(timestamptz, timestamptz, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION conngov.at(timestamptz) FROM PUBLIC;
+REVOKE ALL ON FUNCTION conngov.server_history(timestamptz, timestamptz) FROM PUBLIC;
+REVOKE ALL ON FUNCTION conngov.history_summary(integer) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION conngov.history(timestamptz, timestamptz, text) TO pg_monitor;
+GRANT EXECUTE ON FUNCTION conngov.at(timestamptz) TO pg_monitor;
+GRANT EXECUTE ON FUNCTION conngov.server_history(timestamptz, timestamptz) TO pg_monitor;
+GRANT EXECUTE ON FUNCTION conngov.history_summary(integer) TO pg_monitor;
