@@ -65,6 +65,8 @@
 #include <unistd.h>
 
 #include "access/xlog.h"
+#include "catalog/pg_control.h"
+#include "common/controldata_utils.h"
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "storage/fd.h"
@@ -506,7 +508,9 @@ cg_history_close(TimestampTz now)
 /*
  * cg_history_dump: on_shmem_exit of the postmaster: write the rings to
  * CG_HISTORY_FILE, oldest first, through a temporary file renamed into
- * place.  Not after a crash (code != 0).
+ * place.  Only after a clean shutdown: not after a crash (code != 0),
+ * and not after an immediate stop, which exits with 0 too but leaves no
+ * shutdown checkpoint (pg_control's state says which).
  */
 static void
 cg_history_dump(int code, Datum arg)
@@ -517,8 +521,18 @@ cg_history_dump(int code, Datum arg)
 	uint64		sfirst;
 	uint64		k;
 	bool		ok = true;
+	ControlFileData *control;
+	bool		crc_ok;
+	bool		clean;
 
 	if (code != 0 || cg_hist == NULL)
+		return;
+	/* an immediate stop exits cleanly too: only a shutdown checkpoint counts */
+	control = get_controlfile(DataDir, &crc_ok);
+	clean = crc_ok && (control->state == DB_SHUTDOWNED ||
+					   control->state == DB_SHUTDOWNED_IN_RECOVERY);
+	pfree(control);
+	if (!clean)
 		return;
 
 	memset(&h, 0, sizeof(h));
