@@ -39,6 +39,7 @@
  * normal slots, normal_free_min the normal slots left at it.  Sessions
  * still authenticating, which conngov does not see yet, are not in it.
  *
+ * conngov.history_size = 0 turns it all off (nothing is noted or closed).
  * Memory: conngov.history_size records (a ring, oldest overwritten first;
  * the overwrites of records younger than a day are counted, for health())
  * and a ring of CG_SERVER_MINUTES server rows.  Both survive a clean
@@ -305,7 +306,7 @@ cg_history_mark(CgCounters *c, uint32 e, uint32 value)
 void
 cg_history_note(CgCounters *c, uint32 total)
 {
-	if (cg_hist == NULL)
+	if (cg_hist == NULL || cg_history_size == 0)
 		return;
 	cg_history_mark(c, pg_atomic_read_u32(&cg_hist->epoch), total);
 }
@@ -321,7 +322,7 @@ cg_history_sessions(int delta, bool waiting)
 	uint32		s;
 	uint32		w;
 
-	if (cg_hist == NULL)
+	if (cg_hist == NULL || cg_history_size == 0)
 		return;
 	e = pg_atomic_read_u32(&cg_hist->epoch);
 	if (waiting)
@@ -488,7 +489,7 @@ cg_history_close(TimestampTz now)
 	uint32		current = cg_minute_of(now);
 	uint32		e;
 
-	if (cg_hist == NULL)
+	if (cg_hist == NULL || cg_history_size == 0)
 		return 0;
 	if (cg_hist_snap == NULL)
 		cg_hist_snap = MemoryContextAllocZero(TopMemoryContext,
