@@ -93,31 +93,39 @@ CREATE FUNCTION conngov.history_summary(
 	OUT ended_idle bigint,
 	OUT peaks text)
 RETURNS SETOF record
-LANGUAGE sql VOLATILE STRICT
+LANGUAGE plpgsql VOLATILE STRICT
 SET search_path = pg_catalog, pg_temp
 AS $$
-WITH h AS (
-	SELECT h.*,
-		   29 - least(29, floor(extract(epoch FROM now() - h.minute)
-								/ ($1 * 120.0))::integer) AS part
-	  FROM conngov.history(now() - make_interval(hours => $1), now()) AS h
-), b AS (
-	SELECT h.budget, max(h.peak) AS peak, sum(h.admitted)::bigint AS admitted,
-		   sum(h.refused_limit + h.refused_floors + h.refused_rate)::bigint AS refused,
-		   sum(h.waited)::bigint AS waited, sum(h.ended_idle)::bigint AS ended_idle
-	  FROM h GROUP BY h.budget
-)
-SELECT b.budget, b.peak, b.admitted, b.refused, b.waited, b.ended_idle,
-	   (SELECT string_agg(CASE WHEN p.peak IS NULL THEN ' '
-							  ELSE substr('▁▂▃▄▅▆▇█',
-										  1 + (7 * p.peak / greatest(b.peak, 1)), 1)
-						 END, '' ORDER BY s.part)
-		  FROM generate_series(0, 29) AS s(part)
-		  LEFT JOIN (SELECT h.part, max(h.peak) AS peak FROM h
-					  WHERE h.budget = b.budget GROUP BY h.part) AS p
-			ON p.part = s.part)
-  FROM b
- ORDER BY b.peak DESC, b.budget COLLATE "C"
+BEGIN
+	IF hours NOT BETWEEN 1 AND 168 THEN
+		RAISE EXCEPTION 'hours must be between 1 and 168, not %', hours
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	RETURN QUERY
+	WITH h AS (
+		SELECT r.budget AS b, r.peak AS p, r.admitted AS a,
+			   r.refused_limit + r.refused_floors + r.refused_rate AS r,
+			   r.waited AS w, r.ended_idle AS e,
+			   29 - least(29, floor(extract(epoch FROM now() - r.minute)
+									/ (hours * 120.0))::integer) AS part
+		  FROM conngov.history(now() - make_interval(hours => hours), now()) AS r
+	), t AS (
+		SELECT h.b, max(h.p) AS p, sum(h.a)::bigint AS a, sum(h.r)::bigint AS r,
+			   sum(h.w)::bigint AS w, sum(h.e)::bigint AS e
+		  FROM h GROUP BY h.b
+	)
+	SELECT t.b, t.p, t.a, t.r, t.w, t.e,
+		   (SELECT string_agg(CASE WHEN x.p IS NULL THEN ' '
+								  ELSE substr('▁▂▃▄▅▆▇█',
+											  1 + (7 * x.p / greatest(t.p, 1)), 1)
+							 END, '' ORDER BY s.part)
+			  FROM generate_series(0, 29) AS s(part)
+			  LEFT JOIN (SELECT h.part, max(h.p) AS p FROM h
+						  WHERE h.b = t.b GROUP BY h.part) AS x
+				ON x.part = s.part)
+	  FROM t
+	 ORDER BY t.p DESC, t.b COLLATE "C";
+END
 $$;
 
 REVOKE ALL ON FUNCTION conngov.history(timestamptz, timestamptz, text) FROM PUBLIC;
