@@ -150,17 +150,15 @@ PYEOF
 budgets "$B" "$(last $SIZES)"
 base=$(close_cpu)
 for n in $SIZES; do
-	say "2. closing a minute with $n active budgets"
+	say "2. closing a minute with up to $n active budgets"
 	wait_second 1
-	m0=$(q "$B" -c "SELECT date_trunc('minute', clock_timestamp())")
-	t=$SECONDS
 	refuse "$n"
-	[ "$(q "$B" -c "SELECT date_trunc('minute', clock_timestamp())")" = "$m0" ] ||
-		die "the $n refusals took $((SECONDS - t)) s, more than the minute"
+	# the minute the refusals ended in: all of them on a quiet machine, its
+	# tail when they took longer than a minute (then said in the row)
+	m1=$(q "$B" -c "SELECT date_trunc('minute', clock_timestamp())")
 	ticks=$(close_cpu)
-	got=$(q "$B" -c "SELECT count(*) FROM conngov.history('$m0', '$m0') WHERE budget LIKE 'h-%'")
-	[ "$got" = "$n" ] || die "the minute holds $got records, not $n"
-	row 2 "worker CPU closing a minute, $n active budgets" \
+	got=$(q "$B" -c "SELECT count(*) FROM conngov.history('$m1', '$m1') WHERE budget LIKE 'h-%'")
+	row 2 "worker CPU closing a minute, $got active budgets$([ "$got" = "$n" ] || echo " (of $n: the refusals took more than a minute)")" \
 		"$(fmt "$((base * 1000 / HZ))" '%d ms')" "$(fmt "$((ticks * 1000 / HZ))" '%d ms')" \
 		"" "grows with active budgets" info
 done
