@@ -26,7 +26,8 @@
  * the counts are the differences of the slot's cumulative counters
  * (admitted, refused, ...) from the worker's own snapshot of them, so a
  * login that races the close is counted in one minute or the next, never
- * in none and never in both.  A slot that still has sessions is carried
+ * in none and never in both.  The snapshots live in shared memory, so
+ * that a restarted worker goes on from them.  A slot that still has sessions is carried
  * into the new minute with its total (sessions held through a minute are
  * part of its peak even when nothing happens); a release between the flip
  * and the carry noted the total before it already.  A record is written
@@ -171,8 +172,8 @@ static CgHistShared *cg_hist = NULL;
 static int32 *cg_hist_active[2];	/* slot numbers; cg_nslots = unbudgeted */
 static CgHistRecord *cg_hist_records;
 static CgServerMinute *cg_hist_server;
-/* worker: snapshots, one per slot (and the unbudgeted one) */
-static CgHistSnap *cg_hist_snap = NULL;
+/* the worker's snapshots, one per slot (and the unbudgeted one) */
+static CgHistSnap *cg_hist_snap;
 
 /*---- shared memory ----*/
 
@@ -183,6 +184,8 @@ cg_history_shmem_size(void)
 
 	size = add_size(size, mul_size(2, MAXALIGN(mul_size(2 * cg_max_budgets + 1,
 														  sizeof(int32)))));
+	size = add_size(size, MAXALIGN(mul_size(2 * cg_max_budgets + 1,
+											sizeof(CgHistSnap))));
 	size = add_size(size, MAXALIGN(mul_size(cg_history_size,
 											sizeof(CgHistRecord))));
 	size = add_size(size, mul_size(CG_SERVER_MINUTES, sizeof(CgServerMinute)));
@@ -229,6 +232,8 @@ cg_history_shmem_init(LWLock *lock)
 	base += MAXALIGN(mul_size(nlist, sizeof(int32)));
 	cg_hist_active[1] = (int32 *) base;
 	base += MAXALIGN(mul_size(nlist, sizeof(int32)));
+	cg_hist_snap = (CgHistSnap *) base;
+	base += MAXALIGN(mul_size(nlist, sizeof(CgHistSnap)));
 	cg_hist_records = (CgHistRecord *) base;
 	base += MAXALIGN(mul_size(cg_history_size, sizeof(CgHistRecord)));
 	cg_hist_server = (CgServerMinute *) base;
@@ -237,6 +242,8 @@ cg_history_shmem_init(LWLock *lock)
 		return;
 
 	memset(cg_hist, 0, sizeof(CgHistShared));
+	/* the counters start at 0 with the segment: so do the snapshots */
+	memset(cg_hist_snap, 0, mul_size(nlist, sizeof(CgHistSnap)));
 	cg_hist->lock = lock;
 	pg_atomic_init_u32(&cg_hist->epoch, cg_minute_of(GetCurrentTimestamp()));
 	pg_atomic_init_u32(&cg_hist->nactive[0], 0);
@@ -491,9 +498,6 @@ cg_history_close(TimestampTz now)
 
 	if (cg_hist == NULL || cg_history_size == 0)
 		return 0;
-	if (cg_hist_snap == NULL)
-		cg_hist_snap = MemoryContextAllocZero(TopMemoryContext,
-											  sizeof(CgHistSnap) * (cg_nslots + 1));
 	e = pg_atomic_read_u32(&cg_hist->epoch);
 	/* a clock set back: the open minute stays open until it is reached */
 	while ((int32) (current - e) > 0)
