@@ -426,6 +426,7 @@ cg_join_queue(CgSession *s, int slot, int budget)
 						pg_atomic_fetch_add_u64(&cg_shared->wait_ticket_next, 1));
 	pg_atomic_fetch_add_u32(&c->waiting, 1);
 	pg_atomic_fetch_add_u64(&c->waited, 1);
+	cg_history_sessions(1, true);
 	cg_wait_slot = slot;
 	cg_wait_start = GetCurrentTimestamp();
 }
@@ -446,6 +447,7 @@ cg_leave_queue_locked(bool timed_out)
 	pg_atomic_write_u64(&s->wait_ticket, 0);
 	s->wait_slot = CG_NOT_CHARGED;
 	cg_wait_slot = -1;
+	cg_history_sessions(-1, true);
 	if (wslot < 0)
 		return CG_NOT_CHARGED;
 	pg_atomic_fetch_sub_u32(&cg_slots[wslot].c.waiting, 1);
@@ -574,8 +576,7 @@ cg_after_charge_locked(CgSession *s, int slot, CgLogin *l)
 			if (cg_release_budget(l->budget))
 				ConditionVariableBroadcast(&c->wait_cv);
 			pg_atomic_fetch_add_u64(&c->refused_for_floors, 1);
-			pg_atomic_write_u64(&c->last_refused_at,
-								(uint64) GetCurrentTimestamp());
+			cg_note_refused(c);
 			return CG_REFUSED_FLOORS;
 		}
 		l->would_refuse_floors = true;
@@ -623,7 +624,7 @@ cg_decide_locked(CgSession *s, int slot, CgLogin *l)
 	else if (b->login_wait_ms == 0)
 	{
 		pg_atomic_fetch_add_u64(&c->refused, 1);
-		pg_atomic_write_u64(&c->last_refused_at, (uint64) GetCurrentTimestamp());
+		cg_note_refused(c);
 		return CG_REFUSED;
 	}
 
@@ -633,7 +634,7 @@ cg_decide_locked(CgSession *s, int slot, CgLogin *l)
 	if (l->waiting >= (uint32) b->max_waiting)
 	{
 		pg_atomic_fetch_add_u64(&c->refused, 1);
-		pg_atomic_write_u64(&c->last_refused_at, (uint64) GetCurrentTimestamp());
+		cg_note_refused(c);
 		return CG_QUEUE_FULL;
 	}
 	cg_join_queue(s, slot, l->budget);
@@ -711,8 +712,7 @@ cg_wait_for_place(CgSession *s, int slot, CgLogin *l)
 			if (wake >= 0)
 			{
 				pg_atomic_fetch_add_u64(&cg_slots[wake].c.refused, 1);
-				pg_atomic_write_u64(&cg_slots[wake].c.last_refused_at,
-									(uint64) now);
+				cg_note_refused(&cg_slots[wake].c);
 				ConditionVariableBroadcast(&cg_slots[wake].c.wait_cv);
 			}
 			LWLockRelease(cg_shared->lock);
@@ -992,8 +992,7 @@ cg_recharge_if_renamed(void)
 			{
 				refused = true;
 				pg_atomic_fetch_add_u64(&c->refused, 1);
-				pg_atomic_write_u64(&c->last_refused_at,
-									(uint64) GetCurrentTimestamp());
+				cg_note_refused(c);
 			}
 			else
 			{
@@ -1051,8 +1050,7 @@ cg_recharge_if_renamed(void)
 				{
 					refused_floors = true;
 					pg_atomic_fetch_add_u64(&c->refused_for_floors, 1);
-					pg_atomic_write_u64(&c->last_refused_at,
-										(uint64) GetCurrentTimestamp());
+					cg_note_refused(c);
 				}
 				else
 					pg_atomic_fetch_add_u64(&c->would_refuse, 1);

@@ -247,6 +247,15 @@ cg_define_gucs(void)
 							GUC_UNIT_MS,
 							NULL, NULL, NULL);
 
+	DefineCustomIntVariable("conngov.history_size",
+							"Number of usage history records (a budget's minute each) kept in shared memory.",
+							NULL,
+							&cg_history_size,
+							144000, 0, 100000000,
+							PGC_POSTMASTER,
+							0,
+							NULL, NULL, NULL);
+
 	MarkGUCPrefixReserved("conngov");
 }
 

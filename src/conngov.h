@@ -126,6 +126,8 @@ typedef struct CgCounters
 	pg_atomic_uint64 wait_us_total; /* microseconds waited, all of them */
 	pg_atomic_uint64 wait_timeouts;
 	pg_atomic_uint32 waiting;	/* logins waiting now (moved at publish) */
+	/* 1.2: this minute's and the last one's peak, tag | total (history.c) */
+	pg_atomic_uint64 minute[2];
 	ConditionVariable wait_cv;	/* broadcast when a place may have freed;
 								 * initialised once at start-up, never at
 								 * publish (sleepers may be on it) */
@@ -400,6 +402,7 @@ extern int	cg_ending_sqlstate;
 extern int	cg_refusal_window;
 extern int	cg_commit_wait_timeout;
 extern const char *cg_exempt_list;
+extern int	cg_history_size;
 
 /*---- shmem.c ----*/
 extern CgSharedState *cg_shared;
@@ -439,6 +442,16 @@ extern void cg_add_event(CgEventKind kind, const char *budget, int pid,
 						 const char *application_name, const char *client_addr,
 						 const char *detail);
 extern void cg_wake_worker(void);
+extern void cg_note_refused(CgCounters *c);
+
+/*---- history.c ----*/
+extern Size cg_history_shmem_size(void);
+extern void cg_history_shmem_init(LWLock *lock);
+extern void cg_history_note(CgCounters *c, uint32 total);
+extern void cg_history_sessions(int delta, bool waiting);
+extern TimestampTz cg_history_close(TimestampTz now);
+extern void cg_history_figures(uint64 *held, TimestampTz *oldest,
+							   uint64 *early);
 
 /*---- match.c ----*/
 extern bool cg_like_match(const char *text, const char *pattern);

@@ -200,6 +200,33 @@ cg_status_rank(const char *status)
 }
 
 /*
+ * cg_health_history: health()'s history check (1.2): what the usage
+ * history holds, from which minute, and how many records were overwritten
+ * before they were a day old (the ring holds less than a day of the
+ * active budgets: raise conngov.history_size).  Informative: it never
+ * degrades health.  Last in the list, so that the checks before it keep
+ * their places.
+ */
+static void
+cg_health_history(StringInfo buf)
+{
+	uint64		held;
+	uint64		early;
+	TimestampTz oldest;
+
+	cg_history_figures(&held, &oldest, &early);
+	appendStringInfo(buf,
+					 ", {\"name\": \"history\", \"status\": \"ok\", \"records\": " UINT64_FORMAT
+					 ", \"history_size\": %d, \"oldest_minute\": ",
+					 held, cg_history_size);
+	if (oldest != 0)
+		appendStringInfo(buf, "\"%s\"", timestamptz_to_str(oldest));
+	else
+		appendStringInfoString(buf, "null");
+	appendStringInfo(buf, ", \"overwritten_early\": " UINT64_FORMAT "}", early);
+}
+
+/*
  * conngov.health(): {"status": ..., "checks": [...]}, one check for the
  * server and one per budget.  ok and full (a budget at its limit with no
  * refusal in conngov.refusal_window) are healthy, warning and critical are
@@ -332,6 +359,7 @@ conngov_health(PG_FUNCTION_ARGS)
 		if (rows[i].max_connections > 0)
 			worst = Max(worst, cg_status_rank(status));
 	}
+	cg_health_history(&buf);
 	appendStringInfoChar(&buf, ']');
 
 	PG_RETURN_DATUM(DirectFunctionCall1(jsonb_in, CStringGetDatum(
