@@ -62,3 +62,12 @@ SELECT count(*) > 0 AS some FROM conngov.events(NULL);
 
 DELETE FROM conngov.budgets;
 SELECT conngov.reload();
+-- 1.2 usage history: the SQL surface (the figures are checked in TAP 040)
+SELECT count(*) FROM conngov.history('infinity', '-infinity');
+SELECT count(*) FROM conngov.at(NULL);
+SELECT count(*) FROM conngov.server_history('infinity', 'infinity');
+SELECT count(*) >= 0 AS ok FROM conngov.history_summary(1);
+SELECT * FROM conngov.history_summary(0);
+SELECT * FROM conngov.history_summary(169);
+SELECT (c->>'history_size')::int AS history_size, c->'overwritten_early' AS early
+  FROM jsonb_array_elements(conngov.health()->'checks') c WHERE c->>'name' = 'history';

@@ -13,6 +13,9 @@ SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'conngov worker';
 SELECT c.relname, e.extconfig IS NOT NULL AS dumped
   FROM pg_extension e JOIN pg_class c ON c.oid = ANY (e.extconfig)
  WHERE e.extname = 'conngov';
+-- the change triggers fire in every replication role (A: always, R: replica)
+SELECT tgname, tgenabled FROM pg_trigger
+ WHERE tgrelid = 'conngov.budgets'::regclass AND NOT tgisinternal ORDER BY 1;
 
 -- CREATE EXTENSION elsewhere names the right database
 CREATE DATABASE regress_conngov_other;
@@ -35,4 +38,5 @@ ALTER SYSTEM SET conngov.exempt_roles = 'a,,b';
 ALTER SYSTEM SET conngov.log_refusals = 'maybe';
 ALTER SYSTEM SET conngov.ending_sqlstate = 'sometimes';
 ALTER SYSTEM SET conngov.refusal_window = 0;
+ALTER SYSTEM SET conngov.commit_wait_timeout = -1;
 ALTER SYSTEM SET conngov.nonexistent = 'x';

@@ -24,9 +24,42 @@ RESET ROLE;
 CREATE EXTENSION conngov;
 SELECT count(*) FROM pg_extension WHERE extname = 'conngov';
 
--- once the schema is gone, the extension can be created; its table loads
+-- a schema created after that check, while CREATE EXTENSION runs (here by
+-- an event trigger at ddl_command_start, the window a CREATE SCHEMA /
+-- DROP SCHEMA loop races for), is caught after the creation: CREATE
+-- EXTENSION fails, naming the owner, and nothing remains
 DROP SCHEMA conngov CASCADE;
+CREATE FUNCTION regress_squat() RETURNS event_trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+  IF tg_tag = 'CREATE EXTENSION' THEN
+    CREATE SCHEMA conngov AUTHORIZATION regress_squatter;
+  ELSIF tg_tag = 'ALTER EXTENSION' THEN
+    ALTER SCHEMA conngov OWNER TO regress_squatter;
+  END IF;
+END $$;
+CREATE EVENT TRIGGER regress_squat ON ddl_command_start
+  WHEN TAG IN ('CREATE EXTENSION') EXECUTE FUNCTION regress_squat();
 CREATE EXTENSION conngov;
+SELECT count(*) AS extensions FROM pg_extension WHERE extname = 'conngov';
+SELECT count(*) AS schemas FROM pg_namespace WHERE nspname = 'conngov';
+SELECT count(*) AS tables FROM pg_class WHERE relname = 'budgets';
+DROP EVENT TRIGGER regress_squat;
+
+-- once the schema is gone, the extension can be created; its table loads
+CREATE EXTENSION conngov;
+
+-- the same race on ALTER EXTENSION conngov UPDATE: the schema handed to
+-- the role after the check is caught after the update, which rolls back
+CREATE EVENT TRIGGER regress_squat ON ddl_command_start
+  WHEN TAG IN ('ALTER EXTENSION') EXECUTE FUNCTION regress_squat();
+SET client_min_messages = warning;	-- no "version ... is already installed"
+ALTER EXTENSION conngov UPDATE;
+RESET client_min_messages;
+DROP EVENT TRIGGER regress_squat;
+DROP FUNCTION regress_squat();
+SELECT pg_get_userbyid(nspowner) = current_user AS owned_by_me
+  FROM pg_namespace WHERE nspname = 'conngov';
 SELECT conngov.reload();
 SELECT conngov.health() -> 'checks' -> 1 ->> 'state' AS state;
 

@@ -53,7 +53,10 @@ SELECT conngov.reload();
 SELECT p.proname, has_function_privilege('pg_monitor', p.oid, 'EXECUTE') AS pg_monitor
   FROM pg_proc p WHERE p.pronamespace = 'conngov'::regnamespace
    AND p.proname = 'stats';
--- an updated table is the same as a new 1.2 one
+-- an updated table is the same as a new one
 SELECT string_agg(attname || ' ' || format_type(atttypid, atttypmod), ', ' ORDER BY attnum)
   FROM pg_attribute WHERE attrelid = 'conngov.budgets'::regclass AND attnum > 0 AND NOT attisdropped;
+-- ... with the same triggers, firing in the same replication roles
+SELECT tgname, tgenabled FROM pg_trigger
+ WHERE tgrelid = 'conngov.budgets'::regclass AND NOT tgisinternal ORDER BY 1;
 DELETE FROM conngov.budgets;

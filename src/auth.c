@@ -180,8 +180,7 @@ cg_after_charge_locked(CgSession *s, int slot, CgLogin *l)
 			if (cg_release_budget(l->budget))
 				cg_wake_queue(cg_budget_slot(l->budget));
 			pg_atomic_fetch_add_u64(&c->refused_for_floors, 1);
-			pg_atomic_write_u64(&c->last_refused_at,
-								(uint64) GetCurrentTimestamp());
+			cg_note_refused(c);
 			return CG_REFUSED_FLOORS;
 		}
 		l->would_refuse_floors = true;
@@ -238,7 +237,7 @@ cg_charge_login_locked(CgSession *s, int slot, CgLogin *l)
 		return CG_ADMITTED;
 	}
 	pg_atomic_fetch_add_u64(&c->refused, 1);
-	pg_atomic_write_u64(&c->last_refused_at, (uint64) GetCurrentTimestamp());
+	cg_note_refused(c);
 	return CG_REFUSED;
 }
 

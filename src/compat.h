@@ -20,6 +20,7 @@
 #include "postgres.h"
 
 #include "miscadmin.h"
+#include "storage/lock.h"
 #include "storage/proc.h"
 #include "utils/backend_status.h"
 #include "utils/wait_event.h"
@@ -33,7 +34,7 @@
  * for pg_get_loaded_modules().
  */
 #if PG_VERSION_NUM >= 180000
-#define CG_MODULE_MAGIC PG_MODULE_MAGIC_EXT(.name = "conngov", .version = "1.1")
+#define CG_MODULE_MAGIC PG_MODULE_MAGIC_EXT(.name = "conngov", .version = "1.2")
 #else
 #define CG_MODULE_MAGIC PG_MODULE_MAGIC
 #endif
@@ -64,7 +65,8 @@
 /*
  * Custom wait events (17+) show their own name in pg_stat_activity
  * ("ConngovMain" for the worker, "ConngovLoginWait" for a login waiting
- * for a place); 15 only has the generic PG_WAIT_EXTENSION ("Extension").
+ * for a place, "ConngovCommitWait" for a COMMIT waiting for its change to
+ * be published); 15 only has the generic PG_WAIT_EXTENSION ("Extension").
  */
 static inline uint32
 cg_wait_event_named(uint32 *cache, const char *name)
@@ -95,6 +97,25 @@ cg_wait_event_login(void)
 
 	return cg_wait_event_named(&ev, "ConngovLoginWait");
 }
+
+static inline uint32
+cg_wait_event_commit(void)
+{
+	static uint32 ev = 0;
+
+	return cg_wait_event_named(&ev, "ConngovCommitWait");
+}
+
+/*
+ * Whether this backend holds a lock in exactly this mode: 17 added the
+ * "orstronger" argument to LockHeldByMe() (15 has it as a separate
+ * LockOrStrongerHeldByMe()).
+ */
+#if PG_VERSION_NUM >= 170000
+#define cg_lock_held_by_me(tag, mode)	LockHeldByMe((tag), (mode), false)
+#else
+#define cg_lock_held_by_me(tag, mode)	LockHeldByMe((tag), (mode))
+#endif
 
 /*
  * Reserved connections (16+): reserved_connections slots are kept for roles

@@ -37,6 +37,7 @@ int			cg_event_capacity = 1024;
 int			cg_log_refusals = CG_LOG_REFUSALS_ON;
 int			cg_ending_sqlstate = CG_ENDING_ADMIN;
 int			cg_refusal_window = 60;
+int			cg_commit_wait_timeout = 2000;
 
 /* conngov.exempt_roles parsed: names separated by NULs, "" at the end */
 const char *cg_exempt_list = NULL;
@@ -235,6 +236,24 @@ cg_define_gucs(void)
 							60, 1, 86400,
 							PGC_SIGHUP,
 							GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("conngov.commit_wait_timeout",
+							"Longest time a COMMIT that changed conngov.budgets waits for the new budgets to be published (0: no wait).",
+							NULL,
+							&cg_commit_wait_timeout,
+							2000, 0, INT_MAX,
+							PGC_USERSET,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("conngov.history_size",
+							"Number of usage history records (a budget's minute each) kept in shared memory.",
+							NULL,
+							&cg_history_size,
+							144000, 0, 100000000,
+							PGC_POSTMASTER,
+							0,
 							NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("conngov");

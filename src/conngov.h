@@ -175,6 +175,8 @@ typedef struct CgCounters
 	pg_atomic_uint64 paced;
 	pg_atomic_uint64 ended_lowered;
 	pg_atomic_uint32 lower_pending;
+	/* 1.2: this minute's and the last one's peak, tag | total (history.c) */
+	pg_atomic_uint64 minute[2];
 } CgCounters;
 
 /*
@@ -361,7 +363,8 @@ typedef struct CgEvent
  *   load_reason (written by the worker and the loader, read by health()),
  *   refusal_log (refused logins, conngov.log_refusals = sampled).
  * - reload_requested/reload_done/ryw_requested: atomics; reload_cv wakes
- *   reload() callers and logins waiting for a row change to be published.
+ *   reload() callers and the COMMITs of row changes waiting for their
+ *   publish (notify.c).
  * - 1.1: has_floors, floors_sum, nfloors, floor_list under lock (written
  *   by a publish); floors_unused and wait_ticket_next are atomics changed
  *   under the shared lock (and set by a publish).
@@ -529,7 +532,9 @@ extern int	cg_event_capacity;
 extern int	cg_log_refusals;
 extern int	cg_ending_sqlstate;
 extern int	cg_refusal_window;
+extern int	cg_commit_wait_timeout;
 extern const char *cg_exempt_list;
+extern int	cg_history_size;
 
 /*---- shmem.c ----*/
 extern CgSharedState *cg_shared;
@@ -569,6 +574,16 @@ extern void cg_add_event(CgEventKind kind, const char *budget, int pid,
 						 const char *application_name, const char *client_addr,
 						 const char *detail);
 extern void cg_wake_worker(void);
+extern void cg_note_refused(CgCounters *c);
+
+/*---- history.c ----*/
+extern Size cg_history_shmem_size(void);
+extern void cg_history_shmem_init(LWLock *lock);
+extern void cg_history_note(CgCounters *c, uint32 total);
+extern void cg_history_sessions(int delta, bool waiting);
+extern TimestampTz cg_history_close(TimestampTz now);
+extern void cg_history_figures(uint64 *held, TimestampTz *oldest,
+							   uint64 *early);
 
 /*---- match.c ----*/
 extern bool cg_like_match(const char *text, const char *pattern);
@@ -595,6 +610,7 @@ extern const char *cg_budget_status(uint32 total, int32 max_connections,
 /*---- loader.c ----*/
 extern bool cg_start_loader(BackgroundWorkerHandle **handle);
 extern PGDLLEXPORT void cg_loader_main(Datum main_arg);
+extern bool cg_loader_can_load(void);
 
 /*---- guard.c ----*/
 extern void cg_guard_init(void);

@@ -199,3 +199,24 @@ cg_loader_main(Datum main_arg)
 	cg_loader_report(result, reason);
 	proc_exit(0);
 }
+
+/*
+ * cg_loader_can_load: whether a load requested now can happen at all, so
+ * that a COMMIT of a change to the budgets does not wait for one that
+ * cannot (notify.c).  Today the worker starts a loader for each request:
+ * a load can run while the worker runs (it does not during binary-upgrade
+ * mode, nor while the postmaster restarts it).  Takes the spinlock; cannot
+ * fail, so it may be called in a commit callback.
+ */
+bool
+cg_loader_can_load(void)
+{
+	bool		running;
+
+	if (cg_shared == NULL)
+		return false;
+	SpinLockAcquire(&cg_shared->mutex);
+	running = (cg_shared->worker_pid != 0);
+	SpinLockRelease(&cg_shared->mutex);
+	return running;
+}

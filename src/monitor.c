@@ -201,6 +201,33 @@ cg_status_rank(const char *status)
 }
 
 /*
+ * cg_health_history: health()'s history check (1.2): what the usage
+ * history holds, from which minute, and how many records were overwritten
+ * before they were a day old (the ring holds less than a day of the
+ * active budgets: raise conngov.history_size).  Informative: it never
+ * degrades health.  Last in the list, so that the checks before it keep
+ * their places.
+ */
+static void
+cg_health_history(StringInfo buf)
+{
+	uint64		held;
+	uint64		early;
+	TimestampTz oldest;
+
+	cg_history_figures(&held, &oldest, &early);
+	appendStringInfo(buf,
+					 ", {\"name\": \"history\", \"status\": \"ok\", \"records\": " UINT64_FORMAT
+					 ", \"history_size\": %d, \"oldest_minute\": ",
+					 held, cg_history_size);
+	if (oldest != 0)
+		appendStringInfo(buf, "\"%s\"", timestamptz_to_str(oldest));
+	else
+		appendStringInfoString(buf, "null");
+	appendStringInfo(buf, ", \"overwritten_early\": " UINT64_FORMAT "}", early);
+}
+
+/*
  * conngov.health(): {"status": ..., "checks": [...]}, one check for the
  * server and one per budget.  ok and full (a budget at its limit with no
  * refusal in conngov.refusal_window) are healthy, warning and critical are
@@ -333,6 +360,7 @@ conngov_health(PG_FUNCTION_ARGS)
 		if (rows[i].max_connections > 0)
 			worst = Max(worst, cg_status_rank(status));
 	}
+	cg_health_history(&buf);
 	appendStringInfoChar(&buf, ']');
 
 	PG_RETURN_DATUM(DirectFunctionCall1(jsonb_in, CStringGetDatum(
@@ -525,11 +553,52 @@ cg_put_text(Datum *values, bool *nulls, int j, const char *s)
 		values[j] = CStringGetTextDatum(s);
 }
 
+#define CG_EVENTS_COLS 9
+
+/*
+ * cg_put_event: one row of events().
+ */
+static void
+cg_put_event(ReturnSetInfo *rsinfo, const CgEvent *ev, bool see_addr)
+{
+	Datum		values[CG_EVENTS_COLS];
+	bool		nulls[CG_EVENTS_COLS];
+	int			j = 0;
+
+	memset(nulls, 0, sizeof(nulls));
+	values[j++] = TimestampTzGetDatum(ev->at);
+	values[j++] = CStringGetTextDatum(cg_event_kind_name(ev->kind));
+	cg_put_text(values, nulls, j++, ev->budget);
+	if (ev->pid != 0)
+		values[j++] = Int32GetDatum(ev->pid);
+	else
+		nulls[j++] = true;
+	cg_put_text(values, nulls, j++, ev->role_name);
+	cg_put_text(values, nulls, j++, ev->database_name);
+	cg_put_text(values, nulls, j++, ev->application_name);
+	if (see_addr && ev->client_addr[0] != '\0' && ev->client_addr[0] != '[')
+		values[j++] = DirectFunctionCall1(inet_in, CStringGetDatum(ev->client_addr));
+	else
+		nulls[j++] = true;
+	cg_put_text(values, nulls, j++, ev->detail);
+	Assert(j == CG_EVENTS_COLS);
+	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+}
+
 /*
  * conngov.events(since): the ring's events, newest first, optionally only
  * those after "since".  client_addr only for pg_read_all_stats holders.
+ *
+ * The events that exist when the call starts are returned, newest first,
+ * copied CG_EVENTS_BATCH at a time: the lock is held for one batch's copy
+ * and never while rows are made, so neither the ring's size nor the
+ * caller's memory (the tuplestore spills to disk past work_mem) grows the
+ * time a writer waits.  The ring is in time order (cg_add_event stamps
+ * under the lock), newest last.  Events overwritten while the call runs
+ * (a ring smaller than the rate of events) are older than any copied: the
+ * copy stops there, as it would have stopped at the ring's end.
  */
-#define CG_EVENTS_COLS 9
+#define CG_EVENTS_BATCH 256
 Datum
 conngov_events(PG_FUNCTION_ARGS)
 {
@@ -537,59 +606,45 @@ conngov_events(PG_FUNCTION_ARGS)
 	bool		has_since = !PG_ARGISNULL(0);
 	TimestampTz since = has_since ? PG_GETARG_TIMESTAMPTZ(0) : 0;
 	bool		see_addr;
-	CgEvent    *events;
-	uint64		next;
-	uint64		first;
-	int			n;
-	int			i;
+	CgEvent    *batch;
+	uint64		k;				/* events with index < k remain to return */
+	bool		done = false;
 
 	cg_require_shared_state();
 	InitMaterializedSRF(fcinfo, 0);
 	see_addr = has_privs_of_role(GetUserId(), ROLE_PG_READ_ALL_STATS);
+	batch = palloc(sizeof(CgEvent) * CG_EVENTS_BATCH);
 
-	/*
-	 * Count first, then copy only the events returned: the ring is in time
-	 * order (cg_add_event stamps under the lock), newest last.
-	 */
 	LWLockAcquire(cg_shared->events_lock, LW_SHARED);
-	next = cg_shared->event_next;
-	first = next > (uint64) cg_event_capacity ? next - cg_event_capacity : 0;
-	for (n = 0; (uint64) n < next - first; n++)
-	{
-		if (has_since &&
-			cg_events[(next - 1 - n) % cg_event_capacity].at <= since)
-			break;
-	}
-	events = palloc(sizeof(CgEvent) * Max(n, 1));
-	for (i = 0; i < n; i++)
-		events[i] = cg_events[(next - 1 - i) % cg_event_capacity];
+	k = cg_shared->event_next;
 	LWLockRelease(cg_shared->events_lock);
 
-	for (i = 0; i < n; i++)
+	while (!done)
 	{
-		Datum		values[CG_EVENTS_COLS];
-		bool		nulls[CG_EVENTS_COLS];
-		const CgEvent *ev = &events[i];
-		int			j = 0;
+		uint64		next;
+		uint64		first;
+		int			n = 0;
+		int			i;
 
-		memset(nulls, 0, sizeof(nulls));
-		values[j++] = TimestampTzGetDatum(ev->at);
-		values[j++] = CStringGetTextDatum(cg_event_kind_name(ev->kind));
-		cg_put_text(values, nulls, j++, ev->budget);
-		if (ev->pid != 0)
-			values[j++] = Int32GetDatum(ev->pid);
-		else
-			nulls[j++] = true;
-		cg_put_text(values, nulls, j++, ev->role_name);
-		cg_put_text(values, nulls, j++, ev->database_name);
-		cg_put_text(values, nulls, j++, ev->application_name);
-		if (see_addr && ev->client_addr[0] != '\0' && ev->client_addr[0] != '[')
-			values[j++] = DirectFunctionCall1(inet_in, CStringGetDatum(ev->client_addr));
-		else
-			nulls[j++] = true;
-		cg_put_text(values, nulls, j++, ev->detail);
-		Assert(j == CG_EVENTS_COLS);
-		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+		CHECK_FOR_INTERRUPTS();
+		LWLockAcquire(cg_shared->events_lock, LW_SHARED);
+		next = cg_shared->event_next;
+		first = next > (uint64) cg_event_capacity ? next - cg_event_capacity : 0;
+		while (n < CG_EVENTS_BATCH && k > first)
+		{
+			const CgEvent *ev = &cg_events[(k - 1) % cg_event_capacity];
+
+			if (has_since && ev->at <= since)
+				break;
+			batch[n++] = *ev;
+			k--;
+		}
+		done = (n < CG_EVENTS_BATCH);
+		LWLockRelease(cg_shared->events_lock);
+
+		for (i = 0; i < n; i++)
+			cg_put_event(rsinfo, &batch[i], see_addr);
 	}
+	pfree(batch);
 	return (Datum) 0;
 }

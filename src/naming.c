@@ -228,8 +228,7 @@ cg_recharge_if_renamed(void)
 			{
 				v = CG_REFUSED_FLOORS;
 				pg_atomic_fetch_add_u64(&c->refused_for_floors, 1);
-				pg_atomic_write_u64(&c->last_refused_at,
-									(uint64) GetCurrentTimestamp());
+				cg_note_refused(c);
 			}
 			else
 			{

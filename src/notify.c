@@ -12,13 +12,32 @@
  *
  * Read-your-writes: a transaction that changed the rows of the table
  * bumps the reload request in its commit callback and waits there, before
- * COMMIT returns to the client, for the worker's publish (bounded by
- * CG_AWAIT_PUBLISH_MS, interrupts held: an error after the commit record
- * would be a PANIC).  So once COMMIT has returned, every later login and
- * monitoring call sees the new budgets, and no login ever waits for a
- * publish.  Only a role allowed to write the table waits; DDL and
- * database changes, which also make the worker look again, wait for
- * nothing.
+ * COMMIT returns to the client, for the publish of that load.  So once
+ * COMMIT has returned, every later login and monitoring call sees the new
+ * budgets, and no login ever waits for a publish.  Only a role allowed to
+ * write the table waits; DDL and database changes, which also make the
+ * worker look again, wait for nothing.
+ *
+ * The wait copies PostgreSQL's synchronous-commit wait (SyncRepWaitForLSN):
+ * it runs after the commit record, inside CommitTransaction with
+ * interrupts held, where an ERROR would be a PANIC and so would an exit.
+ * So it checks the pending interrupts itself and never raises one: a
+ * cancel ends the wait with a WARNING (the change is committed and applies
+ * shortly) and is consumed; a terminate ends it with a WARNING and stays
+ * pending, so that the session ends right after the commit; the death of
+ * the postmaster is treated as a terminate, never as an exit.  The bound,
+ * conngov.commit_wait_timeout, is measured on the monotonic clock, and a
+ * wait that runs out says so.  It sleeps on the latch, which the worker's
+ * broadcast on reload_cv sets: no polling tick.
+ *
+ * No wait at all when it cannot succeed: in a background worker (logical
+ * replication's apply, whose commits nobody waits for), when no load can
+ * run (cg_loader_can_load()), and when this transaction holds the
+ * table's ACCESS EXCLUSIVE lock (LOCK TABLE, ALTER TABLE, TRUNCATE, CREATE
+ * EXTENSION and INSERT in one transaction, a single-transaction restore):
+ * the loader takes ACCESS SHARE only if it is free, and our locks are
+ * released only after the commit callbacks.  Such a change applies right
+ * after COMMIT returns instead.
  *
  * Copyright (c) 2026, conngov developers
  *
@@ -41,9 +60,10 @@
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
+#include "portability/instr_time.h"
+#include "storage/lock.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
-#include "utils/timestamp.h"
 #include "utils/wait_event.h"
 
 #include "compat.h"
@@ -53,14 +73,17 @@ PG_FUNCTION_INFO_V1(conngov_budgets_changed);
 
 /* This transaction changed conngov.budgets: reload after it commits. */
 static bool cg_change_pending = false;
-/* ... by writing its rows (not DDL): later logins wait for that load. */
+/* ... by writing its rows (not DDL): the load is due at once. */
 static bool cg_rows_changed = false;
+/* The table whose rows changed (the trigger's): is it locked by us? */
+static Oid	cg_changed_relid = InvalidOid;
 static bool cg_xact_callback_registered = false;
 
 static object_access_hook_type prev_object_access_hook = NULL;
 
-/* Longest wait of a login or monitoring call for a requested publish. */
-#define CG_AWAIT_PUBLISH_MS		2000
+/* What the committed change is told when COMMIT returns before it applies. */
+#define CG_COMMITTED_DETAIL \
+	"The change to conngov.budgets is committed and applies shortly; logins that start before then are judged by the previous budgets."
 
 bool
 cg_changes_pending(void)
@@ -69,40 +92,113 @@ cg_changes_pending(void)
 }
 
 /*
+ * cg_commit_can_wait: whether the wait for the publish of this
+ * transaction's change can succeed (see the file header): a client
+ * backend, a bound above 0, a load that can run, and no lock of ours that
+ * the loader needs.  ACCESS EXCLUSIVE is the only mode that conflicts with
+ * the loader's ACCESS SHARE.  Called in the commit callback: reads local
+ * and shared state only, cannot fail.
+ */
+static bool
+cg_commit_can_wait(void)
+{
+	LOCKTAG		tag;
+
+	if (MyBackendType != B_BACKEND || cg_commit_wait_timeout <= 0)
+		return false;
+	if (OidIsValid(cg_changed_relid))
+	{
+		SET_LOCKTAG_RELATION(tag, MyDatabaseId, cg_changed_relid);
+		if (cg_lock_held_by_me(&tag, AccessExclusiveLock))
+			return false;
+	}
+	return cg_loader_can_load();
+}
+
+/*
  * cg_wait_published: in the commit callback of a transaction that changed
- * the rows of the table, wait until the worker has published the load
- * that request asked for, at most CG_AWAIT_PUBLISH_MS (the worker may be
- * restarting, the table locked: then the budgets apply a little later, as
- * without this wait; with no worker running, as in binary-upgrade mode, it
- * does not wait at all).  Cannot fail and takes no interrupt: it runs
- * after the commit record, where an ERROR would be a PANIC.  The worker's
- * broadcast on reload_cv sets our latch.
+ * the rows of the table, wait until the load that request asked for is
+ * published, at most conngov.commit_wait_timeout on the monotonic clock.
+ * Runs after the commit record with interrupts held (CommitTransaction
+ * holds them): it raises no ERROR and never exits, and handles a pending
+ * cancel, terminate or postmaster death as SyncRepWaitForLSN() does, with
+ * a WARNING; a terminate is left pending for after the commit.  The
+ * worker's broadcast on reload_cv sets our latch; after each wake-up we
+ * join the sleepers again before looking, so that no broadcast is missed.
  */
 static void
 cg_wait_published(uint32 request)
 {
-	TimestampTz start;
-	bool		running;
+	instr_time	start;
+	instr_time	now;
 
-	SpinLockAcquire(&cg_shared->mutex);
-	running = (cg_shared->worker_pid != 0);
-	SpinLockRelease(&cg_shared->mutex);
-	if (!running)
-		return;
-
-	HOLD_INTERRUPTS();
-	start = GetCurrentTimestamp();
-	ConditionVariablePrepareToSleep(&cg_shared->reload_cv);
-	while ((int32) (pg_atomic_read_u32(&cg_shared->reload_done) - request) < 0 &&
-		   !TimestampDifferenceExceeds(start, GetCurrentTimestamp(),
-									   CG_AWAIT_PUBLISH_MS))
+	INSTR_TIME_SET_CURRENT(start);
+	for (;;)
 	{
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 10, PG_WAIT_EXTENSION);
+		int64		left;
+		int			rc;
+
+		ConditionVariablePrepareToSleep(&cg_shared->reload_cv);
+		if ((int32) (pg_atomic_read_u32(&cg_shared->reload_done) - request) >= 0)
+			break;
+
+		/*
+		 * Terminated: warn, and leave ProcDiePending for the first
+		 * interrupt check after the commit, which ends the session.  The
+		 * client still gets its COMMIT (unlike a synchronous-commit wait,
+		 * nothing the client asked for is in doubt: the change is
+		 * committed), then the FATAL.
+		 */
+		if (ProcDiePending)
+		{
+			ereport(WARNING,
+					(errcode(ERRCODE_ADMIN_SHUTDOWN),
+					 errmsg("canceling the wait for the new connection budgets and terminating connection due to administrator command"),
+					 errdetail(CG_COMMITTED_DETAIL)));
+			break;
+		}
+		if (QueryCancelPending)
+		{
+			QueryCancelPending = false;
+			ereport(WARNING,
+					(errcode(ERRCODE_QUERY_CANCELED),
+					 errmsg("canceling the wait for the new connection budgets due to user request"),
+					 errdetail(CG_COMMITTED_DETAIL)));
+			break;
+		}
+
+		INSTR_TIME_SET_CURRENT(now);
+		INSTR_TIME_SUBTRACT(now, start);
+		left = (int64) cg_commit_wait_timeout -
+			(int64) INSTR_TIME_GET_MILLISEC(now);
+		if (left <= 0)
+		{
+			ereport(WARNING,
+					(errcode(ERRCODE_WARNING),
+					 errmsg("the new connection budgets were not published within conngov.commit_wait_timeout (%d ms)",
+							cg_commit_wait_timeout),
+					 errdetail(CG_COMMITTED_DETAIL),
+					 errhint("See conngov.health() and the server log for why the budgets could not be loaded.")));
+			break;
+		}
+
+		/* never WL_EXIT_ON_PM_DEATH: an exit here would be a PANIC */
+		rc = WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_POSTMASTER_DEATH,
+					   (long) left, cg_wait_event_commit());
 		ResetLatch(MyLatch);
+		if (rc & WL_POSTMASTER_DEATH)
+		{
+			/* as a terminate (die()): the session ends after the commit */
+			InterruptPending = true;
+			ProcDiePending = true;
+			ereport(WARNING,
+					(errcode(ERRCODE_ADMIN_SHUTDOWN),
+					 errmsg("canceling the wait for the new connection budgets and terminating connection because the postmaster exited"),
+					 errdetail(CG_COMMITTED_DETAIL)));
+			break;
+		}
 	}
 	ConditionVariableCancelSleep();
-	RESUME_INTERRUPTS();
 }
 
 /*
@@ -126,17 +222,20 @@ cg_xact_callback(XactEvent event, void *arg)
 				if (cg_rows_changed)
 					pg_atomic_write_u32(&cg_shared->ryw_requested, request);
 				cg_wake_worker();
-				if (cg_rows_changed && event == XACT_EVENT_COMMIT)
+				if (cg_rows_changed && event == XACT_EVENT_COMMIT &&
+					cg_commit_can_wait())
 					cg_wait_published(request);
 			}
 			cg_change_pending = false;
 			cg_rows_changed = false;
+			cg_changed_relid = InvalidOid;
 			break;
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
 		case XACT_EVENT_PREPARE:
 			cg_change_pending = false;
 			cg_rows_changed = false;
+			cg_changed_relid = InvalidOid;
 			break;
 		default:
 			break;
@@ -273,23 +372,18 @@ conngov_budgets_changed(PG_FUNCTION_ARGS)
 				 errmsg("conngov.budgets_changed() must be called as a trigger")));
 
 	cg_mark_changed();
+	cg_rows_changed = true;
+	cg_changed_relid =
+		RelationGetRelid(((TriggerData *) fcinfo->context)->tg_relation);
 	/*
 	 * The row trigger fires only under session_replication_role = replica
 	 * (logical replication's apply runs no statement triggers): it marks
 	 * the transaction, and leaves the checks to the statement trigger.
+	 * TRUNCATE marks it too: its ACCESS EXCLUSIVE lock means no wait in
+	 * the commit (cg_commit_can_wait), and a load at once after it.
 	 */
 	if (TRIGGER_FIRED_FOR_ROW(((TriggerData *) fcinfo->context)->tg_event))
-	{
-		cg_rows_changed = true;
 		return PointerGetDatum(NULL);
-	}
-	/*
-	 * TRUNCATE holds the table's ACCESS EXCLUSIVE lock until the commit is
-	 * over, so the loader could not read it while the commit waited: it
-	 * applies right after COMMIT returns instead.
-	 */
-	if (!TRIGGER_FIRED_BY_TRUNCATE(((TriggerData *) fcinfo->context)->tg_event))
-		cg_rows_changed = true;
 
 	if (TRIGGER_FIRED_BY_INSERT(((TriggerData *) fcinfo->context)->tg_event) ||
 		TRIGGER_FIRED_BY_UPDATE(((TriggerData *) fcinfo->context)->tg_event))

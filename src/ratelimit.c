@@ -207,7 +207,9 @@ cg_rate_check_locked(CgLogin *l)
 					pg_atomic_fetch_add_u64(&c->would_refuse, 1);
 					return CG_ADMITTED;
 				}
+				/* not last_refused_at: the budget's connections are fine */
 				pg_atomic_fetch_add_u64(&c->refused_rate, 1);
+				cg_history_note(c, pg_atomic_read_u32(&c->total));
 				return CG_REFUSED_RATE;
 			}
 		}
@@ -282,6 +284,22 @@ cg_rate_exit(void)
 }
 
 /*
+ * cg_count_rate_refusal: a paced login of counter slot "slot" refused: its
+ * counter and its minute in the usage history (history.c), which needs the
+ * lock, shared.
+ */
+static void
+cg_count_rate_refusal(int slot)
+{
+	CgCounters *c = &cg_slots[slot].c;
+
+	LWLockAcquire(cg_shared->lock, LW_SHARED);
+	pg_atomic_fetch_add_u64(&c->refused_rate, 1);
+	cg_history_note(c, pg_atomic_read_u32(&c->total));
+	LWLockRelease(cg_shared->lock);
+}
+
+/*
  * cg_pace: the login's token is reserved (CG_PACE); sleep, holding no lock,
  * until it is due.  Returns CG_ADMITTED when it is (the caller goes through
  * the login path again, token in hand), or CG_REFUSED_RATE (counted, the
@@ -318,7 +336,7 @@ cg_pace(CgLogin *l)
 		{
 			l->retry_ns = (int64) (due - now);
 			cg_rate_refund(l);
-			pg_atomic_fetch_add_u64(&cg_slots[l->token_slot].c.refused_rate, 1);
+			cg_count_rate_refusal(l->token_slot);
 			return CG_REFUSED_RATE;
 		}
 
@@ -347,7 +365,7 @@ cg_pace(CgLogin *l)
 			QueryCancelPending = false;
 			l->retry_ns = (int64) (due - Min(due, cg_now_ns()));
 			cg_rate_refund(l);
-			pg_atomic_fetch_add_u64(&cg_slots[l->token_slot].c.refused_rate, 1);
+			cg_count_rate_refusal(l->token_slot);
 			return CG_REFUSED_RATE;
 		}
 		CHECK_FOR_INTERRUPTS();

@@ -52,6 +52,10 @@ static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
  * by the time shmem_request_hook runs; client backends' PGPROC numbers are
  * all below it.
  */
+static bool cg_charge_slot_ext(int slot, int64 limit, uint32 *in_use,
+							   bool session);
+static bool cg_release_slot_ext(int slot, bool session);
+
 /* Entries of each budget set's hash table: a power of 2, >= 2 x budgets. */
 static uint32
 cg_hash_size(void)
@@ -84,7 +88,8 @@ cg_shmem_request(void)
 		prev_shmem_request_hook();
 
 	RequestAddinShmemSpace(cg_shmem_size());
-	RequestNamedLWLockTranche(CG_TRANCHE_NAME, 3);
+	RequestAddinShmemSpace(cg_history_shmem_size());
+	RequestNamedLWLockTranche(CG_TRANCHE_NAME, 4);
 }
 
 /* Counters at 0 and an empty wait queue with its spinlock, in a new segment. */
@@ -111,6 +116,8 @@ cg_init_counters(CgCounters *c)
 	pg_atomic_init_u64(&c->paced, 0);
 	pg_atomic_init_u64(&c->ended_lowered, 0);
 	pg_atomic_init_u32(&c->lower_pending, 0);
+	pg_atomic_init_u64(&c->minute[0], 0);
+	pg_atomic_init_u64(&c->minute[1], 0);
 }
 
 /*
@@ -235,6 +242,8 @@ cg_shmem_startup(void)
 			cg_sessions[i].wait_prev = cg_sessions[i].wait_next = -1;
 		}
 	}
+	/* history_lock is the fourth of the tranche */
+	cg_history_shmem_init(&GetNamedLWLockTranche(CG_TRANCHE_NAME)[3].lock);
 
 	LWLockRelease(AddinShmemInitLock);
 }
@@ -345,13 +354,14 @@ cg_session_move(CgSession *s, int from, int to)
 	uint32		expected = (uint32) from;
 	uint32		in_use;
 
-	(void) cg_charge_slot(to, -1, &in_use);
+	/* the same session: the server's count of sessions does not move */
+	(void) cg_charge_slot_ext(to, -1, &in_use, false);
 	if (!pg_atomic_compare_exchange_u32(&s->charge, &expected, (uint32) to))
 	{
-		(void) cg_release_slot(to);
+		(void) cg_release_slot_ext(to, false);
 		return false;
 	}
-	(void) cg_release_slot(from);
+	(void) cg_release_slot_ext(from, false);
 	return true;
 }
 
@@ -379,6 +389,7 @@ cg_charge(CgCounters *c, int64 limit, uint32 *in_use)
 	}
 	*in_use = ++cur;
 	cg_note_peak(c, cur);
+	cg_history_note(c, cur);
 	return true;
 }
 
@@ -452,8 +463,8 @@ cg_budget_slot(int budget)
  * unused floors of the active set at all times.  Caller holds
  * cg_shared->lock, shared.
  */
-bool
-cg_charge_slot(int slot, int64 limit, uint32 *in_use)
+static bool
+cg_charge_slot_ext(int slot, int64 limit, uint32 *in_use, bool session)
 {
 	uint32		floor = cg_slot_floor(slot);
 
@@ -461,7 +472,15 @@ cg_charge_slot(int slot, int64 limit, uint32 *in_use)
 		return false;
 	if (floor > 0 && *in_use <= floor)
 		pg_atomic_fetch_sub_u32(&cg_shared->floors_unused, 1);
+	if (session)
+		cg_history_sessions(1, false);
 	return true;
+}
+
+bool
+cg_charge_slot(int slot, int64 limit, uint32 *in_use)
+{
+	return cg_charge_slot_ext(slot, limit, in_use, true);
 }
 
 /*
@@ -472,8 +491,8 @@ cg_charge_slot(int slot, int64 limit, uint32 *in_use)
  * whether logins wait for a place in the budget (the caller wakes the
  * oldest, cg_wake_queue).  Caller holds cg_shared->lock, shared.
  */
-bool
-cg_release_slot(int slot)
+static bool
+cg_release_slot_ext(int slot, bool session)
 {
 	CgCounters *c = cg_slot_counters(slot);
 	uint32		floor = cg_slot_floor(slot);
@@ -492,7 +511,30 @@ cg_release_slot(int slot)
 		if (below)
 			pg_atomic_fetch_sub_u32(&cg_shared->floors_unused, 1);
 	}
+	/* the minute's peak knows the total before the release */
+	cg_history_note(c, cur);
+	if (session)
+		cg_history_sessions(-1, false);
 	return slot >= 0 && pg_atomic_read_u32(&c->waiting) > 0;
+}
+
+bool
+cg_release_slot(int slot)
+{
+	return cg_release_slot_ext(slot, true);
+}
+
+/*
+ * cg_note_refused: a login of counters c was refused now: its last
+ * refusal time, and its minute in the usage history (a refused login
+ * changes no total, but the minute has activity).  Caller holds the
+ * lock, shared.
+ */
+void
+cg_note_refused(CgCounters *c)
+{
+	pg_atomic_write_u64(&c->last_refused_at, (uint64) GetCurrentTimestamp());
+	cg_history_note(c, pg_atomic_read_u32(&c->total));
 }
 
 /* cg_charge_slot and cg_release_slot for a budget of the active set. */

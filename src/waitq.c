@@ -198,7 +198,7 @@ static void
 cg_count_refusal(CgCounters *c)
 {
 	pg_atomic_fetch_add_u64(&c->refused, 1);
-	pg_atomic_write_u64(&c->last_refused_at, (uint64) GetCurrentTimestamp());
+	cg_note_refused(c);
 }
 
 /*
@@ -238,6 +238,7 @@ cg_charge_or_queue(CgSession *s, int slot, CgLogin *l, int64 limit,
 		pg_atomic_write_u64(&s->wait_ticket,
 							pg_atomic_fetch_add_u64(&cg_shared->wait_ticket_next, 1));
 		cg_queue_insert(c, slot);
+		cg_history_sessions(1, true);
 		v = CG_WAIT;
 	}
 	SpinLockRelease(&c->wait_mutex);
@@ -291,6 +292,7 @@ cg_leave_queue_locked(bool timed_out)
 	pg_atomic_write_u64(&s->wait_ticket, 0);
 	s->wait_slot = CG_NOT_CHARGED;
 	cg_wait_slot = -1;
+	cg_history_sessions(-1, true);
 	return was_head ? wslot : CG_NOT_CHARGED;
 }
 

@@ -8,7 +8,8 @@
  * sessions), so conngov.database stays free for whole-database operations.
  * It sleeps on its latch and wakes when a committed change to
  * conngov.budgets (or reload()) sets the latch, when its loader stops, on
- * SIGHUP, and at the nearest idle deadline.  A session that goes idle
+ * SIGHUP, at the nearest idle deadline and at the end of each minute, to
+ * close the minute's usage history (history.c).  A session that goes idle
  * after a sweep cannot be due before the sweep time plus the smallest
  * configured timeout, so the worker never sleeps past that either; with no
  * timeouts configured it sleeps until woken (at most CG_MAX_SLEEP_MS).  It
@@ -350,6 +351,7 @@ cg_worker_main(Datum main_arg)
 		TimestampTz next;
 		CgSweepResult *results;
 		int			nresults;
+		TimestampTz minute_end;
 
 		MemoryContextSwitchTo(loop_ctx);
 		MemoryContextReset(loop_ctx);
@@ -371,6 +373,10 @@ cg_worker_main(Datum main_arg)
 		/* a lowered limit with on_lower = end_idle (lower.c) */
 		cg_end_lowered();
 		next = cg_sweep(false, InvalidOid, &results, &nresults);
+		/* usage history: close the minutes that ended, wake for the next */
+		minute_end = cg_history_close(GetCurrentTimestamp());
+		if (minute_end != 0 && (next == 0 || minute_end < next))
+			next = minute_end;
 		cg_w.error_pause_ms = 0;
 
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,

@@ -733,4 +733,115 @@ sub cg_cpu_ticks
 	return $f[11] + $f[12];
 }
 
+# Helpers of the commit-wait tests (030-032).
+push @EXPORT, qw(cg_conngov_pids cg_loads_paused cg_commit_start cg_commit_finish
+  cg_insert_sql cg_published_sql);
+
+# cg_insert_sql(name): an INSERT of budget name (pattern 'name-%', limit 0).
+sub cg_insert_sql
+{
+	my ($name) = @_;
+	return "INSERT INTO conngov.budgets (name, application_pattern, max_connections) VALUES ('$name', '$name-%', 0)";
+}
+
+# cg_published_sql(name): a query returning 1 once budget name is
+# published (in usage()), else 0.
+sub cg_published_sql
+{
+	my ($name) = @_;
+	return "SELECT count(*) FROM conngov.usage() WHERE budget = '$name'";
+}
+
+# cg_conngov_pids(node): the pids of conngov's own processes (backend_type
+# "conngov ...": the worker, and a loader while one runs).
+sub cg_conngov_pids
+{
+	my ($node) = @_;
+	my $out = $node->safe_psql('postgres',
+		"SELECT string_agg(pid::text, ' ') FROM pg_stat_activity WHERE backend_type LIKE 'conngov%'"
+	);
+	return grep { /^\d+$/ } split / /, $out;
+}
+
+# cg_loads_paused(node, code): run code with every conngov process stopped
+# (SIGSTOP), so that no load is published meanwhile, and continue them
+# (SIGCONT) however code ends; returns code's result.  A loader started
+# while the list was taken is stopped too.  Logins and monitoring calls do
+# not need these processes; reload() and the publish of a change do.
+sub cg_loads_paused
+{
+	my ($node, $code) = @_;
+	my %stopped;
+	for (;;)
+	{
+		my @new = grep { !$stopped{$_} } cg_conngov_pids($node);
+		last unless @new;
+		kill 'STOP', @new;
+		$stopped{$_} = 1 for @new;
+	}
+	die 'cg_loads_paused: no conngov process' unless %stopped;
+	my @r;
+	my $ok = eval { @r = $code->(); 1; };
+	kill 'CONT', keys %stopped;
+	die $@ unless $ok;
+	return wantarray ? @r : $r[0];
+}
+
+# cg_commit_start(node, app => unique application_name, sql => statement,
+#   before => [statements], monitor => background_psql, wait => 1): a
+# psql that runs "before", BEGIN, sql and COMMIT, each its own query, as
+# the bootstrap superuser.  With wait, returns once its COMMIT waits for
+# the publish (wait_event_type Extension, seen through monitor) or psql
+# has exited.  Returns { h, out, err, pid (undef: exited first) }.
+sub cg_commit_start
+{
+	my ($node, %opt) = @_;
+	my ($out, $err) = ('', '');
+	my @c = map { ('-c', $_) } (@{ $opt{before} // [] }, 'BEGIN', $opt{sql},
+		'COMMIT');
+	my $h = IPC::Run::start(
+		[
+			'psql', '-X', '-A', '-t', '-v', 'ON_ERROR_STOP=1',
+			'-d', cg_connstr($node, app => $opt{app}), @c
+		],
+		'<', \undef, '>', \$out, '2>', \$err,
+		IPC::Run::timeout($PostgreSQL::Test::Utils::timeout_default));
+	my $c = { h => $h, out => \$out, err => \$err, app => $opt{app} };
+	return $c unless $opt{wait};
+	my $sql =
+	  "SELECT pid FROM pg_stat_activity WHERE application_name = '$opt{app}' "
+	  . "AND query = 'COMMIT' AND wait_event_type = 'Extension'";
+	my $end = Time::HiRes::time() + $PostgreSQL::Test::Utils::timeout_default;
+	while (Time::HiRes::time() < $end)
+	{
+		my $pid = _cg_sql($node, $opt{monitor}, $sql);
+		if ($pid ne '')
+		{
+			$c->{pid} = $pid;
+			return $c;
+		}
+		last unless $h->pumpable;
+		$h->pump_nb;
+		usleep(10_000);
+	}
+	diag("cg_commit_start: $opt{app} never waited in its COMMIT: $err");
+	return $c;
+}
+
+# cg_commit_finish(c): wait (at most timeout_default) for the psql of
+# cg_commit_start to exit; sets and returns c->{ret}, its exit code (-1:
+# timed out).
+sub cg_commit_finish
+{
+	my ($c) = @_;
+	my $ok = eval { $c->{h}->finish; 1; };
+	unless ($ok)
+	{
+		diag("cg_commit_finish: $c->{app}: $@");
+		$c->{h}->kill_kill;
+		return $c->{ret} = -1;
+	}
+	return $c->{ret} = $c->{h}->result(0);
+}
+
 1;

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# test/demo.sh: conngov on a throwaway cluster, in about half a minute.
+# test/demo.sh: conngov on a throwaway cluster, in about a minute and a half.
 #
 # Installs what it needs (Debian 12), builds and installs conngov, starts a
 # cluster with conngov preloaded on a unix socket, writes budgets that
 # mirror a real deployment, simulates a few applications, and shows a
 # refusal, usage, headroom and an idle session ended by the worker; then
 # (1.1) a floor holding while another application storms, and a login that
-# waits for a place and gets in.  The cluster is removed at the end.
+# waits for a place and gets in; (1.2) the usage history answers who held
+# the connections in the minute just closed.  The cluster is removed at
+# the end.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -130,6 +132,20 @@ sql "SELECT kind, budget, detail FROM conngov.events() WHERE kind IN ('waited', 
 say "Counters and health"
 sql "SELECT budget, admitted, refused, refused_for_floors, waited, round(wait_seconds_total::numeric, 2) AS wait_s, ended_idle, peak FROM conngov.stats() ORDER BY budget"
 sql "SELECT jsonb_pretty(conngov.health() - 'checks') AS health"
+
+say "Usage history (1.2): who held the connections, minute by minute"
+echo "  (the worker closes each minute when it ends: waiting for this one, at most a minute)"
+m=$(run psql -X -tAq -h "$work" -p "$port" -U postgres -d postgres -c "SELECT date_trunc('minute', now())")
+for _ in $(seq 1 150); do
+	[ "$(run psql -X -tAq -h "$work" -p "$port" -U postgres -d postgres \
+		-c "SELECT count(*) > 0 FROM conngov.server_history('$m', '$m')")" = t ] && break
+	sleep 0.5
+done
+sql "SELECT to_char(minute, 'HH24:MI') AS minute, budget, peak, admitted, refused_limit + refused_floors AS refused, waited, ended_idle FROM conngov.history(now() - interval '10 minutes') ORDER BY minute, peak DESC"
+say "At $(echo "$m" | cut -c12-16), who held them? conngov.at() ranks the minute's budgets by peak"
+sql "SELECT budget, peak, admitted, refused_limit, refused_floors FROM conngov.at('$m')"
+sql "SELECT to_char(minute, 'HH24:MI') AS minute, normal_in_use_peak, normal_free_min, waiting_peak FROM conngov.server_history(now() - interval '10 minutes')"
+sql "SELECT budget, peak, admitted, refused, peaks AS \"last hour, 2 minutes a character\" FROM conngov.history_summary(1)"
 
 say "Server log lines written by conngov"
 grep -E -A2 "conngov|connection budget" "$work/server.log" | grep -v "^--" | head -40 | sed 's/^/  /'

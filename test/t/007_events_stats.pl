@@ -206,4 +206,20 @@ is( $ring->safe_psql('postgres', sprintf($apps_sql, 'NULL')),
 	'the ring now holds refuse-44 .. refuse-29');
 
 $ring->stop;
+
+# --- more events than one copy batch (256) -------------------------------
+# events() copies the ring a batch at a time, the lock released between
+# batches: every event comes back once, newest first, across the batches.
+my $many = cg_node('many', conf => "conngov.event_capacity = 1024\n");
+cg_budgets($many, "('refuse', 'refuse%', NULL, 0)");
+is(refuse($many, 1, 300), 300, "300 logins refused");
+is( $many->safe_psql(
+		'postgres',
+		"SELECT count(*) FROM conngov.events() WHERE kind = 'refused'"),
+	300,
+	'events() returns all 300 refusals (two batches)');
+is( $many->safe_psql('postgres', sprintf($apps_sql, 'NULL')),
+	join(',', map { "refuse-$_" } reverse 1 .. 300),
+	'in order, newest first, across the batches');
+$many->stop;
 done_testing();

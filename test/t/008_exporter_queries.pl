@@ -4,7 +4,9 @@
 # monitoring/: every query of queries.yaml runs as a pg_monitor role on a
 # live server and returns exactly the columns it declares, labels as text
 # and metrics as numbers; alerts.yml only uses metrics that exist.  With
-# promtool or postgres_exporter installed, they check the files too.
+# promtool or postgres_exporter installed, they check the files too, and
+# with Prometheus, every query of the Grafana dashboard returns data from
+# a live Prometheus that scrapes the exporter.
 use strict;
 use warnings FATAL => 'all';
 
@@ -12,6 +14,7 @@ use lib 'test';
 use ConngovTest;
 use File::Temp qw(tempfile);
 use HTTP::Tiny;
+use JSON::PP;
 use IPC::Run;
 use PostgreSQL::Test::Utils;
 use Test::More;
@@ -110,9 +113,11 @@ my %rows_expected = (
 	conngov_unbudgeted => 1,
 	conngov_headroom => 1,
 	conngov_health => 1,
-	conngov_stats => 3);
+	conngov_stats => 3,
+	conngov_last_minute => 3,
+	conngov_server_last_minute => 1);
 is( join(',', map { $_->{name} } @$ns),
-	'conngov_usage,conngov_unbudgeted,conngov_headroom,conngov_health,conngov_stats',
+	'conngov_usage,conngov_unbudgeted,conngov_headroom,conngov_health,conngov_stats,conngov_last_minute,conngov_server_last_minute',
 	'queries.yaml has the namespaces');
 my (%metric_type, @errors);
 for my $q (@$ns)
@@ -331,6 +336,68 @@ SKIP:
 		}
 		usleep(100_000);
 	}
+	# --- the Grafana dashboard's queries on a live Prometheus ------------
+	SKIP:
+	{
+		my ($prom) = grep { -x } map { "$_/prometheus" } split /:/, $ENV{PATH};
+		skip 'prometheus is not installed', 2 unless $prom && $body ne '';
+		my $dir = PostgreSQL::Test::Utils::tempdir();
+		my $pport = PostgreSQL::Test::Cluster::get_free_port();
+		open(my $fh, '>', "$dir/prometheus.yml") or die "open: $!";
+		print $fh "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
+		  . "scrape_configs:\n  - job_name: conngov\n    static_configs:\n"
+		  . "      - targets: ['127.0.0.1:$port']\n";
+		close $fh;
+		my ($pout, $perr) = ('', '');
+		my $prun = IPC::Run::start(
+			[
+				$prom, "--config.file=$dir/prometheus.yml",
+				"--storage.tsdb.path=$dir/data",
+				"--web.listen-address=127.0.0.1:$pport"
+			],
+			'<', \undef, '>', \$pout, '2>', \$perr);
+		my $http = HTTP::Tiny->new(timeout => 5, proxy => undef, http_proxy => undef);
+		my $query = sub {
+			my ($expr) = @_;
+			my $r = $http->get("http://127.0.0.1:$pport/api/v1/query?"
+				  . $http->www_form_urlencode({ query => $expr }));
+			return undef unless $r->{success};
+			my $j = eval { JSON::PP::decode_json($r->{content}) };
+			return $j && $j->{status} eq 'success' ? $j->{data}{result} : undef;
+		};
+		# until Prometheus holds 3 scrapes of the exporter (rate() needs 2)
+		my $scraped = 0;
+		my $pend = time() + $PostgreSQL::Test::Utils::timeout_default;
+		while (time() < $pend)
+		{
+			my $res = $query->('count_over_time(conngov_headroom_normal_slots[5m])');
+			$scraped = $res && @$res ? $res->[0]{value}[1] : 0;
+			last if $scraped >= 3;
+			usleep(200_000);
+		}
+		cmp_ok($scraped, '>=', 3, 'Prometheus scraped the exporter 3 times')
+		  or diag("prometheus stderr:\n$perr");
+
+		my $dash = JSON::PP::decode_json(slurp_file('monitoring/grafana-dashboard.json'));
+		my @empty;
+		my $n = 0;
+		for my $panel (@{ $dash->{panels} })
+		{
+			for my $t (@{ $panel->{targets} })
+			{
+				$n++;
+				my $res = $query->($t->{expr});
+				push @empty, "$panel->{title}: $t->{expr}" unless $res && @$res;
+			}
+		}
+		is(join("\n", @empty), '',
+			"every query of the Grafana dashboard ($n in "
+			  . scalar(@{ $dash->{panels} })
+			  . ' panels) returns data from Prometheus');
+		$prun->signal('TERM');
+		$prun->finish;
+	}
+
 	$run->signal('TERM');
 	$run->finish;
 	note "conngov metrics served by postgres_exporter:\n",

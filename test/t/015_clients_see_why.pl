@@ -309,7 +309,7 @@ my $cols =
 	sql('SELECT conngov.reload()');
 	is(sql('SELECT count(*) > 0 FROM conngov.sessions() WHERE pid = pg_backend_pid()'),
 		't', '1.0 SQL: sessions() works with the 1.1 library');
-	sql('ALTER EXTENSION conngov UPDATE');
+	sql(q{ALTER EXTENSION conngov UPDATE TO '1.1'});
 	is(sql(q{SELECT extversion FROM pg_extension WHERE extname = 'conngov'}), '1.1',
 		'ALTER EXTENSION conngov UPDATE: 1.1');
 	is(sql('SELECT budget || \'|\' || current_budget FROM conngov.sessions() WHERE pid = pg_backend_pid()'),

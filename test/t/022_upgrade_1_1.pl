@@ -1,11 +1,11 @@
 
 # Copyright (c) 2026, conngov developers
 
-# From 1.0 to 1.1: a cluster with 1.0's SQL (CREATE EXTENSION conngov
-# VERSION '1.0') and budgets, restarted with the 1.1 library, enforces the
-# 1.0 table as before; ALTER EXTENSION conngov UPDATE keeps every row and
-# adds the new columns, which then apply (a floor, a wait); pg_dump and
-# pg_restore keep the new columns.
+# From 1.0 to the latest: a cluster with 1.0's SQL (CREATE EXTENSION
+# conngov VERSION '1.0') and budgets, restarted with the new library,
+# enforces the 1.0 table as before; ALTER EXTENSION conngov UPDATE (through
+# 1.1) keeps every row and adds the new columns, which then apply (a floor,
+# a wait); pg_dump and pg_restore keep the new columns.
 use strict;
 use warnings FATAL => 'all';
 
@@ -71,7 +71,7 @@ cg_release($node, $m, $h);
 $node->safe_psql('postgres', 'ALTER EXTENSION conngov UPDATE');
 is( $node->safe_psql('postgres',
 		"SELECT extversion FROM pg_extension WHERE extname = 'conngov'"),
-	'1.1', 'ALTER EXTENSION conngov UPDATE: at 1.1');
+	'1.2', 'ALTER EXTENSION conngov UPDATE: at 1.2 (through 1.1)');
 is($node->safe_psql('postgres', $rows_sql), $rows, 'every row kept');
 is( $node->safe_psql('postgres',
 		q{SELECT string_agg(name || ':' || min_connections || ':' || coalesce(login_wait::text, 'null') || ':' || coalesce(max_waiting::text, 'null'), ',' ORDER BY name) FROM conngov.budgets}
@@ -121,7 +121,7 @@ is($copy->safe_psql('postgres', $all), $node->safe_psql('postgres', $all),
 	'the restored rows have the new columns and their values');
 is( $copy->safe_psql('postgres',
 		"SELECT extversion FROM pg_extension WHERE extname = 'conngov'"),
-	'1.1', 'the restored extension is 1.1');
+	'1.2', 'the restored extension is 1.2');
 
 $m->quit;
 $copy->stop;
