@@ -148,6 +148,14 @@ is( sql("SELECT count(*) FROM conngov.events() WHERE kind = 'would_refuse_rate' 
 	'2', 'events(): two would_refuse_rate');
 
 ###########################################################################
+# the usage history counts refusals by reason: once the worker has closed
+# the minutes of the refusals above (within a second of their end)
+cg_poll_is($node,
+	"SELECT sum(refused_limit) || '|' || sum(refused_rate) FROM conngov.history(now() - interval '1 hour', now() + interval '1 hour', 'batch')",
+	'5|1', 'history(): 5 refusals for the limit and 1 for the rate',
+	monitor => $m);
+
+###########################################################################
 # validation
 my ($vrc, $vout, $verr) = $node->psql('postgres',
 	"INSERT INTO conngov.budgets (name, max_connections, login_rate) VALUES ('bad', 1, 0)");
