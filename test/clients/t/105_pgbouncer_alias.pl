@@ -67,9 +67,9 @@ for (1 .. 10 * $PostgreSQL::Test::Utils::timeout_default)
 	select(undef, undef, undef, 0.1);
 }
 ok($up, 'pgbouncer is up');
-cg_poll_for($node,
-	"SELECT count(*) FROM pg_stat_activity WHERE usename = 'regress_a'",
-	'0', monitor => $mon);
+# that login's server connection stays in the pool, charged by the alias
+is( sql("SELECT string_agg(budget || '|' || login_application_name, ',') FROM conngov.sessions() WHERE role_name = 'regress_a'"),
+	'alias|bouncer-alias', 'a pooled server connection is charged to the alias budget');
 sql('SELECT conngov.reset_stats()');
 
 # clients through PgBouncer: each runs a statement to its end (a name set
@@ -79,6 +79,8 @@ sub start_clients
 {
 	my ($app, $n) = @_;
 	my @c;
+	# without a name, psql sends its own: "psql"
+	delete local $ENV{PGAPPNAME} unless defined $app;
 	for (1 .. $n)
 	{
 		my ($out, $err) = ('', '');
