@@ -258,8 +258,9 @@ typedef struct CgSession
 	 * slot of the budget it waits for (CG_UNBUDGETED: admitted unbudgeted
 	 * at its next look).  Written by the owner under the shared lock, and
 	 * wait_slot by a publish under the exclusive lock when the budget it
-	 * waits for is gone (re-matching).  pid stays 0 while waiting: a waiter
-	 * is not a session yet.
+	 * waits for is gone (re-matching).  pid stays 0 while a login waits: a
+	 * waiter is not a session yet; a session renamed late (1.2) waits with
+	 * its pid set and its old charge kept.
 	 */
 	pg_atomic_uint64 wait_ticket;
 	int			wait_slot;
