@@ -353,7 +353,7 @@ cg_ClientAuthentication(Port *port, int status)
 		cg_exit_registered = true;
 	}
 
-	/* the login's name, from the packet, its options or defaults (naming.c) */
+	/* the login's name, from the packet or its options (naming.c) */
 	name = cg_login_name(port);
 	l.unnamed = (name == NULL || name[0] == '\0');
 
