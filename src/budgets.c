@@ -307,7 +307,7 @@ cg_read_rows(Relation rel, const AttrNumber *atts, int *nrows)
 								 b->max_connections);
 		b->login_wait_ms = cg_get_timeout(slot, atts[CG_COL_LOGIN_WAIT]);
 		b->max_waiting = Max(cg_get_int4_or(slot, atts[CG_COL_MAX_WAITING],
-											b->max_connections), 0);
+											cg_default_max_waiting(b->max_connections)), 0);
 	}
 	table_endscan(scan);
 	ExecDropSingleTupleTableSlot(slot);
@@ -682,9 +682,9 @@ cg_publish_budgets(CgBudget *budgets, int nbudgets, int nrows,
 	cg_rematch_sessions();
 	/* places may have freed, and waiters may match other budgets now */
 	cg_wake_waiters();
-	/* waiters moved to another budget still sleep on the old one's CV */
+	/* waiters moved to another budget (or to none) look again */
 	for (i = 0; i < nwoken; i++)
-		ConditionVariableBroadcast(&cg_slots[woken[i]].c.wait_cv);
+		cg_wake_session(woken[i]);
 	pfree(woken);
 
 	LWLockRelease(cg_shared->publish_lock);

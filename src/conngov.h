@@ -24,6 +24,7 @@
 #include "storage/latch.h"
 #include "storage/lwlock.h"
 #include "storage/spin.h"
+#include "utils/relcache.h"
 
 #define CG_TRANCHE_NAME		"conngov"
 #define CG_WORKER_NAME		"conngov worker"
@@ -107,6 +108,24 @@ typedef enum CgEventKind
 #define CG_WAIT_TICK_MS		500
 
 /*
+ * max_waiting NULL (1.2): at most this many logins of a budget wait, and
+ * never more than the budget allows connections.  Each waiting login holds
+ * a server process slot for up to login_wait, so the default must stay
+ * small against the server's slots whatever the budget's size: 5 absorbs
+ * a pool's reconnect burst (HikariCP and SQLAlchemy refill one connection
+ * at a time per pool) without letting a large budget's storm fill the
+ * server.  A DBA who wants more says so, and the table checks that all
+ * the waits and floors fit the server (cg_check_waits_fit).
+ */
+#define CG_DEFAULT_MAX_WAITING	5
+
+static inline int32
+cg_default_max_waiting(int32 max_connections)
+{
+	return Min(max_connections, CG_DEFAULT_MAX_WAITING);
+}
+
+/*
  * Per-budget counters.  Atomics, so that the login path and the worker bump
  * them under the shared lock (or none) without contention.
  */
@@ -120,7 +139,7 @@ typedef struct CgCounters
 	pg_atomic_uint64 ended_idle;
 	pg_atomic_uint64 would_end_idle;
 	pg_atomic_uint64 last_refused_at;	/* TimestampTz, 0 = never */
-	/* 1.1: floors and waits (auth.c) */
+	/* 1.1: floors and waits (floors.c, waitq.c) */
 	pg_atomic_uint64 refused_for_floors;
 	pg_atomic_uint64 waited;	/* logins that waited, however it ended */
 	pg_atomic_uint64 wait_us_total; /* microseconds waited, all of them */
@@ -128,9 +147,18 @@ typedef struct CgCounters
 	pg_atomic_uint32 waiting;	/* logins waiting now (moved at publish) */
 	/* 1.2: this minute's and the last one's peak, tag | total (history.c) */
 	pg_atomic_uint64 minute[2];
-	ConditionVariable wait_cv;	/* broadcast when a place may have freed;
-								 * initialised once at start-up, never at
-								 * publish (sleepers may be on it) */
+
+	/*
+	 * 1.2: the logins waiting for a place, oldest first: a doubly linked
+	 * list of session slots (CgSession.wait_next/wait_prev), -1 = none.
+	 * Changed under wait_mutex by processes that hold cg_shared->lock
+	 * shared, or by a publish holding it exclusively (no spinlock needed
+	 * then).  wait_mutex is initialised once at start-up, never at
+	 * publish.
+	 */
+	slock_t		wait_mutex;
+	int32		wait_head;
+	int32		wait_tail;
 } CgCounters;
 
 /*
@@ -153,7 +181,8 @@ typedef struct CgBudget
 	/* 1.1; a 1.0 table loads as 0, 0, max_connections */
 	int32		min_connections;	/* guaranteed floor, 0..max_connections */
 	int64		login_wait_ms;	/* 0 = refuse at once */
-	int32		max_waiting;	/* waiting logins at most (NULL: the limit) */
+	int32		max_waiting;	/* waiting logins at most (NULL:
+								 * cg_default_max_waiting()) */
 	/* set when published */
 	int32		slot;			/* its counters: cg_slots[slot] */
 	int32		next;			/* next budget (in matching order) with the
@@ -231,11 +260,21 @@ typedef struct CgSession
 	 * slot of the budget it waits for (CG_UNBUDGETED: admitted unbudgeted
 	 * at its next look).  Written by the owner under the shared lock, and
 	 * wait_slot by a publish under the exclusive lock when the budget it
-	 * waits for is gone (re-matching).  pid stays 0 while waiting: a waiter
-	 * is not a session yet.
+	 * waits for is gone (re-matching).  pid stays 0 while a login waits: a
+	 * waiter is not a session yet; a session renamed late (1.2) waits with
+	 * its pid set and its old charge kept.
 	 */
 	pg_atomic_uint64 wait_ticket;
 	int			wait_slot;
+	/* 1.2: its neighbours in that slot's queue (CgCounters.wait_head) */
+	int32		wait_prev;
+	int32		wait_next;
+	/*
+	 * 1.2: the name it waits under (a publish re-matches waiters by it):
+	 * the login's name, or the late name of a session that waits to be
+	 * re-charged.  Written by the owner before it takes its ticket.
+	 */
+	char		wait_name[NAMEDATALEN];
 
 	/* the owner ran LISTEN: never ended for idleness (statements.c) */
 	bool		listening;
@@ -303,9 +342,13 @@ typedef struct CgEvent
  *   publish (notify.c).
  * - 1.1: has_floors, floors_sum, nfloors, floor_list under lock (written
  *   by a publish); floors_unused and wait_ticket_next are atomics changed
- *   under the shared lock (and set by a publish).  A budget's wait_cv is
- *   broadcast by every release of a budget that has waiters; the waiting
- *   logins sleep on it holding no lock.
+ *   under the shared lock (and set by a publish).
+ * - 1.2: a counter slot's queue of waiting logins (wait_head, wait_tail,
+ *   and the sessions' wait_prev/wait_next) under the slot's wait_mutex,
+ *   taken with lock held shared; a publish, holding lock exclusively,
+ *   changes queues without it.  A release sets the latch of the oldest
+ *   waiter only (waitq.c); the waiting logins sleep on their own latch
+ *   holding no lock.
  */
 typedef struct CgSharedState
 {
@@ -388,6 +431,57 @@ typedef struct CgSweepResult
 	bool		ended;			/* false: would end (monitor) */
 	bool		permitted;		/* false: the caller may not signal it */
 } CgSweepResult;
+
+/*---- the login path's figures (auth.c, floors.c, waitq.c, naming.c) ----*/
+
+/* Budgets named in a floor refusal's DETAIL. */
+#define CG_FLOOR_NAMES	5
+
+/* The floor budgets a refusal names, copied out under the lock. */
+typedef struct CgFloorRefusal
+{
+	int			nfree;			/* normal slots free when refused */
+	uint32		unused;			/* the unused floors that refused it */
+	int			n;				/* budgets with unused floors */
+	struct
+	{
+		char		name[NAMEDATALEN];
+		uint32		unused;
+		int32		min_connections;
+	}			b[CG_FLOOR_NAMES];
+} CgFloorRefusal;
+
+/* What the login path decided. */
+typedef enum CgVerdict
+{
+	CG_ADMITTED,
+	CG_REFUSED,					/* over the budget (after waiting, if it did) */
+	CG_QUEUE_FULL,				/* over the budget, max_waiting already wait */
+	CG_REFUSED_FLOORS,			/* the free slots are others' floors */
+	CG_NO_ROOM,					/* over the budget, and waiting would take
+								 * reserved room */
+	CG_WAIT						/* queued: cg_wait_for_place() decides */
+} CgVerdict;
+
+/* One login's figures, kept for the messages after the lock is gone. */
+typedef struct CgLogin
+{
+	int			budget;			/* index or CG_UNBUDGETED */
+	bool		exempt;
+	uint32		in_use;
+	uint32		waiting;		/* CG_QUEUE_FULL: logins waiting */
+	bool		would_refuse;	/* admitted over the budget, recorded */
+	bool		would_refuse_floors;
+	bool		waited;
+	double		waited_s;
+	bool		late;			/* late naming, not a login */
+	bool		unnamed;		/* charged by the empty name */
+	int			room_free;		/* CG_NO_ROOM: free process slots */
+	int			room_needed;	/* ... and how many had to stay free */
+	char		budget_name[NAMEDATALEN];
+	CgBudget	hit;			/* the budget's policy part */
+	CgFloorRefusal fr;
+} CgLogin;
 
 /*---- conngov.c: settings ----*/
 extern char *cg_database;
@@ -495,11 +589,46 @@ extern void cg_notify_init(void);
 /*---- auth.c ----*/
 extern void cg_auth_init(void);
 extern CgSession *cg_my_session(void);
-extern void cg_recharge_if_renamed(void);
 extern void cg_recheck_exempt(void);
+extern void cg_note_budget(CgLogin *l, int budget);
+extern CgVerdict cg_charge_login_locked(CgSession *s, int slot, CgLogin *l);
+extern CgVerdict cg_after_charge_locked(CgSession *s, int slot, CgLogin *l);
+struct Port;
+extern void cg_port_addr(struct Port *port, char *addr, size_t len);
+extern void cg_login_event(const CgSession *s, const char *application_name,
+						   const CgLogin *l, CgVerdict v);
+
+/*---- floors.c ----*/
+extern bool cg_floors_refuse(int budget, uint32 in_use, CgFloorRefusal *fr);
+extern void cg_wait_transient(void);
+
+/*---- waitq.c ----*/
+extern bool cg_room_to_wait(int budget, CgLogin *l);
+extern CgVerdict cg_charge_or_queue(CgSession *s, int slot, CgLogin *l,
+									int64 limit, int32 max_waiting);
+extern void cg_leave_queue(bool timed_out);
+extern void cg_waitq_exit(void);
+extern CgVerdict cg_wait_for_place(CgSession *s, int slot, CgLogin *l);
+extern void cg_wake_queue(int slot);
+extern void cg_wake_session(int slot);
+extern void cg_queue_unlink(CgCounters *c, int slot);
+extern void cg_queue_insert(CgCounters *c, int slot);
+extern void cg_check_waits_fit(Relation rel);
+
+/*---- naming.c ----*/
+extern char *cg_login_name(struct Port *port);
+extern void cg_recharge_if_renamed(void);
+
+/*---- refusal.c ----*/
+extern void cg_refusal_init(void);
+extern void cg_refuse(const CgBudget *b, uint32 in_use, const char *extra);
+extern void cg_refuse_login(const CgLogin *l, CgVerdict v);
+extern void cg_refuse_for_floors(const char *budget_name,
+								 const CgFloorRefusal *fr);
 
 /*---- statements.c ----*/
 extern bool cg_naming_open;
+extern bool cg_naming_first;
 extern void cg_statements_init(void);
 
 /*---- worker.c ----*/

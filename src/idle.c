@@ -8,10 +8,12 @@
  * lock, joins them with a fresh copy of the backend status array (state
  * and state start), then per budget spares the idle_keep most recently
  * active idle sessions and ends the others past their deadline (or records
- * that it would, for monitor budgets and modes).  Exempt sessions and
- * sessions that LISTEN are never candidates.  An ending marks the session
+ * that it would, for monitor budgets and modes).  Exempt sessions are
+ * never candidates; a session that LISTENs is idle by design and spared
+ * from idle_timeout, never from idle_in_transaction_timeout (an open
+ * transaction holds locks and its snapshot whatever it listens for).  An ending marks the session
  * slot before the signal, so that the session's FATAL says which budget
- * ended it and why (auth.c).  It returns when the next session can be
+ * ended it and why (refusal.c).  It returns when the next session can be
  * due, for the worker's sleep.  It reads shared memory only, so it needs
  * neither a database nor a transaction; conngov.sweep() runs the same code
  * in a backend.
@@ -52,6 +54,8 @@ typedef struct CgCandidate
 	int			pol;			/* its budget's policy: sw->pol[pol] */
 	bool		seen;			/* found in the backend status array */
 	bool		in_xact;		/* idle in transaction (or aborted) */
+	bool		listening;		/* LISTEN: spared when idle, not in a
+								 * transaction */
 	TimestampTz since;			/* state start */
 	TimestampTz noted;			/* idle period already handled */
 	bool		noted_ended;	/* ... by ending it (else: would_end_idle) */
@@ -107,7 +111,7 @@ cg_end_session(const CgCandidate *c, const CgPolicy *p, bool act,
 
 		if (proc == NULL)
 			return;				/* it is gone already */
-		/* tell the session why, for its FATAL message (auth.c) */
+		/* tell the session why, for its FATAL message (refusal.c) */
 		s->end_in_xact = c->in_xact;
 		s->end_timeout_code = (cg_ending_sqlstate == CG_ENDING_TIMEOUT);
 		s->end_idle_ms = idle_ms;
@@ -219,8 +223,7 @@ cg_sweep_collect(CgSweep *sw)
 
 		pg_read_barrier();
 		charge = cg_session_charge(s);
-		/* a listener is idle by design: never ended for idleness */
-		if (pid == 0 || charge < 0 || s->exempt || s->listening)
+		if (pid == 0 || charge < 0 || s->exempt)
 			continue;
 		/* -1: a budget just removed; the publisher moves it on */
 		budget = cg_slots[charge].index[cg_shared->active];
@@ -243,6 +246,7 @@ cg_sweep_collect(CgSweep *sw)
 		c->pol = sw->ncand;
 		c->seen = false;
 		c->in_xact = false;
+		c->listening = s->listening;
 		c->since = 0;
 		c->noted = s->idle_noted_since;
 		c->noted_ended = s->idle_noted_ended;
@@ -286,7 +290,12 @@ cg_sweep_states(CgSweep *sw)
 		if (c == NULL)
 			continue;
 		if (be->st_state == STATE_IDLE)
+		{
+			/* a listener is idle by design: spared from idle_timeout */
+			if (c->listening)
+				continue;
 			c->in_xact = false;
+		}
 		else if (be->st_state == STATE_IDLEINTRANSACTION ||
 				 be->st_state == STATE_IDLEINTRANSACTION_ABORTED)
 			c->in_xact = true;

@@ -389,6 +389,7 @@ conngov_budgets_changed(PG_FUNCTION_ARGS)
 		TRIGGER_FIRED_BY_UPDATE(((TriggerData *) fcinfo->context)->tg_event))
 	{
 		cg_check_floors_fit(((TriggerData *) fcinfo->context)->tg_relation);
+		cg_check_waits_fit(((TriggerData *) fcinfo->context)->tg_relation);
 		cg_warn_oversubscribed();
 	}
 	if (TRIGGER_FIRED_BY_INSERT(((TriggerData *) fcinfo->context)->tg_event))

@@ -10,11 +10,10 @@
  * one CgSession per backend (indexed by PGPROC number); and the events
  * ring of conngov.event_capacity entries.  The lock rules are in conngov.h.
  *
- * Floors and waits: a slot's counters hold its waiting logins' count and a
- * condition variable (initialised once here, never again, since waiting
- * logins may sleep on it); a session slot holds the ticket and counter
- * slot of a login waiting for a place; CgSharedState holds the floors'
- * aggregates.  cg_charge_slot() and cg_release_slot() keep floors_unused
+ * Floors and waits: a slot's counters hold its waiting logins' count and
+ * queue (oldest first, waitq.c; its spinlock initialised once here); a
+ * session slot holds the ticket, counter slot and queue links of a login
+ * waiting for a place; CgSharedState holds the floors' aggregates.  cg_charge_slot() and cg_release_slot() keep floors_unused
  * exact; cg_publish_aggregates(), cg_publish_waiters() (at the flip) and
  * cg_wake_waiters() (after it) are what a publish must call.
  *
@@ -93,7 +92,7 @@ cg_shmem_request(void)
 	RequestNamedLWLockTranche(CG_TRANCHE_NAME, 4);
 }
 
-/* Counters at 0 and the wait condition variable, in a new segment. */
+/* Counters at 0 and an empty wait queue with its spinlock, in a new segment. */
 void
 cg_init_counters(CgCounters *c)
 {
@@ -112,14 +111,14 @@ cg_init_counters(CgCounters *c)
 	pg_atomic_init_u32(&c->waiting, 0);
 	pg_atomic_init_u64(&c->minute[0], 0);
 	pg_atomic_init_u64(&c->minute[1], 0);
-	ConditionVariableInit(&c->wait_cv);
+	SpinLockInit(&c->wait_mutex);
+	c->wait_head = c->wait_tail = -1;
 }
 
 /*
  * cg_reset_counters: a counter slot given to a new budget starts at 0.
- * Nobody is charged to it or waits on it (a publish moved them off before
- * it was retired), but its condition variable is left alone all the same:
- * initialising one that a process sleeps on would corrupt its queue.
+ * Nobody is charged to it or waits in its queue (a publish moved them off
+ * before it was retired); its spinlock is left alone all the same.
  */
 void
 cg_reset_counters(CgCounters *c)
@@ -127,6 +126,7 @@ cg_reset_counters(CgCounters *c)
 	pg_atomic_write_u32(&c->total, 0);
 	pg_atomic_write_u32(&c->peak, 0);
 	pg_atomic_write_u32(&c->waiting, 0);
+	c->wait_head = c->wait_tail = -1;
 	cg_zero_stats(c);
 }
 
@@ -227,6 +227,7 @@ cg_shmem_startup(void)
 			pg_atomic_init_u32(&cg_sessions[i].name_seq, 0);
 			pg_atomic_init_u64(&cg_sessions[i].wait_ticket, 0);
 			cg_sessions[i].wait_slot = CG_NOT_CHARGED;
+			cg_sessions[i].wait_prev = cg_sessions[i].wait_next = -1;
 		}
 	}
 	/* history_lock is the fourth of the tranche */
@@ -444,7 +445,7 @@ cg_budget_slot(int budget)
  * keeping floors_unused exact: a charge that takes a floor budget's total
  * up to its floor or less uses one of its guaranteed slots.  The total
  * goes up first and floors_unused down second, so that in between the
- * unused floors read too high, never too low (auth.c explains why that is
+ * unused floors read too high, never too low (floors.c explains why that is
  * the safe side).  Every change of a total outside a publish's flip goes
  * through this and cg_release_slot, so floors_unused is the sum of the
  * unused floors of the active set at all times.  Caller holds
@@ -475,8 +476,8 @@ cg_charge_slot(int slot, int64 limit, uint32 *in_use)
  * back.  For a floor budget going below its floor, floors_unused goes up
  * before the total comes down (a compare-and-swap loop, undone when it
  * loses a race), so that the unused floors never read too low.  Returns
- * whether logins wait for a place in the budget (the caller broadcasts its
- * wait_cv).  Caller holds cg_shared->lock, shared.
+ * whether logins wait for a place in the budget (the caller wakes the
+ * oldest, cg_wake_queue).  Caller holds cg_shared->lock, shared.
  */
 static bool
 cg_release_slot_ext(int slot, bool session)
@@ -590,13 +591,15 @@ cg_publish_aggregates(void)
 
 /*
  * cg_publish_waiters: re-match the logins waiting for a place to the set
- * just made active, moving each one's place in the "waiting" counts when
- * the budget it now matches is another (or none: admitted unbudgeted when
- * it next wakes).  Lock held exclusively (waiters change their slots
- * under the shared lock); a pass over the session slots, matching only
- * the waiting ones.  Fills woken[] (room for one per session) with the
- * slots whose condition variable moved waiters still sleep on, for the
- * caller to broadcast once the lock is released; returns their number.
+ * just made active (by the name each waits under), moving each one whose
+ * budget is now another to that budget's queue, in ticket order (or out
+ * of any queue: admitted unbudgeted when it next looks).  Lock held
+ * exclusively: no queue changes meanwhile, so no spinlock is needed.  A
+ * pass over the session slots, matching only the waiting ones; a moved
+ * waiter goes in from the tail of its new queue, past the newer waiters
+ * only.  Fills woken[] (room for one per session) with the session slots
+ * of the moved waiters, for the caller to wake (cg_wake_session) once the
+ * lock is released; returns their number.
  */
 int
 cg_publish_waiters(int *woken)
@@ -612,36 +615,37 @@ cg_publish_waiters(int *woken)
 
 		if (pg_atomic_read_u64(&s->wait_ticket) == 0)
 			continue;
-		budget = cg_match_budget(s->application_name, s->role_name,
+		budget = cg_match_budget(s->wait_name, s->role_name,
 								 s->database_name);
 		slot = cg_budget_slot(budget);
 		if (slot == s->wait_slot)
 			continue;
 		if (s->wait_slot >= 0)
-		{
-			pg_atomic_fetch_sub_u32(&cg_slots[s->wait_slot].c.waiting, 1);
-			woken[nwoken++] = s->wait_slot;
-		}
+			cg_queue_unlink(&cg_slots[s->wait_slot].c, i);
 		if (slot >= 0)
-			pg_atomic_fetch_add_u32(&cg_slots[slot].c.waiting, 1);
+			cg_queue_insert(&cg_slots[slot].c, i);
 		s->wait_slot = slot;
+		woken[nwoken++] = i;
 	}
 	return nwoken;
 }
 
 /*
- * cg_wake_waiters: after a publish, wake the logins waiting in any budget
- * so that they look at the new budgets now.  No lock: the condition
- * variables outlive publishes (a slot's is never initialised again).
+ * cg_wake_waiters: after a publish, wake the oldest waiter of each budget
+ * so that it looks at the new budgets now (a raised limit); it wakes the
+ * next one when a place is left.  Reads each queue's head under its
+ * spinlock, with the lock held shared.
  */
 void
 cg_wake_waiters(void)
 {
 	int			i;
 
+	LWLockAcquire(cg_shared->lock, LW_SHARED);
 	for (i = 0; i < cg_nslots; i++)
 		if (pg_atomic_read_u32(&cg_slots[i].c.waiting) > 0)
-			ConditionVariableBroadcast(&cg_slots[i].c.wait_cv);
+			cg_wake_queue(i);
+	LWLockRelease(cg_shared->lock);
 }
 
 /*

@@ -4,18 +4,24 @@
  *		What a session's statements tell conngov: a late application_name
  *		(late naming) and LISTEN.
  *
- * Late naming: some drivers send application_name with a SET right after
- * login instead of in the startup packet (pgjdbc sends
- * "SET extra_float_digits = 3" and then "SET application_name = ...").
- * While naming is open, from the login to the end of the session's first
- * top-level statement that is not a SET, the end of each top-level
- * statement compares application_name with the name the session is charged
- * by, and auth.c re-charges it (or ends it with the login's refusal).  A
- * statement is top-level when no other statement of ours is running
+ * Names after login.  A login that came with a name keeps it: naming is
+ * closed at login (auth.c).  A login without one (pgjdbc unless the URL
+ * has assumeMinServerVersion=9.0, PgBouncer without an alias) has naming
+ * open, and naming.c re-charges it, before the statement runs:
+ *  - at the start (post parse analysis) of its first top-level statement,
+ *    when application_name is set already: role or database defaults gave
+ *    it, applied after the login hook; that name is final, naming closes;
+ *  - else at the start of its first top-level statement that is not a SET
+ *    (pgjdbc sends "SET extra_float_digits = 3" and then
+ *    "SET application_name = ..."), by the name the SETs left;
+ *  - and at the end of that statement, for a set_config() in it; then
+ *    naming closes and later names change nothing.
+ * A statement is top-level when no other statement of ours is running
  * (cg_nesting, kept across ERRORs like pg_stat_statements' nesting level),
  * so a function's inner queries neither check nor close.  A top-level
- * statement that fails closes naming too: what it set is rolled back.
- * Once closed, the executor hooks only pass through.
+ * statement that fails closes naming too: what it set is rolled back.  A
+ * re-charge that waits (login_wait) and is cancelled leaves naming open:
+ * its statement never ran.  Once closed, the hooks only pass through.
  *
  * LISTEN: a session that listens is idle by design, so it publishes that in
  * its session slot and the idle sweep spares it.  LISTEN marks the session
@@ -34,17 +40,22 @@
 
 #include "executor/executor.h"
 #include "nodes/parsenodes.h"
+#include "parser/analyze.h"
 #include "tcop/utility.h"
+#include "utils/guc.h"
 
 #include "compat.h"
 #include "conngov.h"
 
 /* From login to the end of the first top-level statement that is not a SET. */
 bool		cg_naming_open = false;
+/* Until the first top-level statement starts (names from defaults). */
+bool		cg_naming_first = false;
 
 /* Statements of ours running (0: the next one to start is top-level). */
 static int	cg_nesting = 0;
 
+static post_parse_analyze_hook_type prev_post_parse_analyze = NULL;
 static ProcessUtility_hook_type prev_ProcessUtility = NULL;
 static ExecutorRun_hook_type prev_ExecutorRun = NULL;
 static ExecutorFinish_hook_type prev_ExecutorFinish = NULL;
@@ -63,6 +74,40 @@ cg_statement_done(bool is_set)
 	if (!is_set)
 		cg_naming_open = false;
 	cg_recharge_if_renamed();
+}
+
+/*
+ * cg_post_parse_analyze: a statement is about to run (simple protocol) or
+ * is being prepared (extended protocol's Parse): at top level, while
+ * naming is open, re-charge the session by the name it has before the
+ * statement runs (see the file header).
+ */
+static void
+cg_post_parse_analyze(ParseState *pstate, Query *query, JumbleState *jstate)
+{
+	bool		is_set;
+
+	if (prev_post_parse_analyze)
+		prev_post_parse_analyze(pstate, query, jstate);
+	if (!cg_naming_open || cg_nesting > 0)
+		return;
+
+	is_set = query->commandType == CMD_UTILITY &&
+		query->utilityStmt != NULL &&
+		IsA(query->utilityStmt, VariableSetStmt);
+	if (cg_naming_first)
+	{
+		cg_naming_first = false;
+		if (application_name != NULL && application_name[0] != '\0')
+		{
+			/* from role or database defaults: the login's name */
+			cg_naming_open = false;
+			cg_recharge_if_renamed();
+			return;
+		}
+	}
+	if (!is_set)
+		cg_recharge_if_renamed();
 }
 
 /* Publish whether this session listens (see the file header). */
@@ -218,6 +263,8 @@ cg_ExecutorEnd(QueryDesc *queryDesc)
 void
 cg_statements_init(void)
 {
+	prev_post_parse_analyze = post_parse_analyze_hook;
+	post_parse_analyze_hook = cg_post_parse_analyze;
 	prev_ProcessUtility = ProcessUtility_hook;
 	ProcessUtility_hook = cg_ProcessUtility;
 	prev_ExecutorRun = ExecutorRun_hook;

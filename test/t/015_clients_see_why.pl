@@ -112,13 +112,19 @@ my $cols =
 	is(usage_of('java', 'total'), 3,
 		'late naming: a superuser is charged over the budget, not refused');
 
-	# SET to a name of the same budget, then to another one
-	my $o = cg_session($node, 'other-2', 'regress_app',
+	# SET to a name of another budget, then to none: the last name counts
+	my $o = cg_session($node, '', 'regress_app',
 		sql => "SET application_name = 'other-3'; SET application_name = '';");
 	is(usage_of('other', 'total') . '|' . usage_of('(unbudgeted)', 'total'),
 		"0|" . ($unb0 + 1),
 		'late naming: SETs before the first statement follow the last name');
-	cg_quit(@s, $su, $o);
+
+	# 1.2: a login that came with a name keeps it, whatever it SETs
+	my $named = cg_session($node, 'other-2', 'regress_app',
+		sql => "SET application_name = 'java-api-9';");
+	is(usage_of('other', 'total') . '|' . usage_of('java', 'total'),
+		'1|3', 'a login that came with a name keeps it: SET changes nothing');
+	cg_quit(@s, $su, $o, $named);
 	cg_poll_is($node, "SELECT total FROM conngov.usage() WHERE budget = 'java'",
 		'0', 'late naming: the charges are given back at exit', monitor => $mon);
 }
