@@ -1,23 +1,23 @@
 /*-------------------------------------------------------------------------
  *
  * notify.c
- *		Telling the worker about committed changes to conngov.budgets.
+ *		Telling the loader about committed changes to conngov.budgets.
  *
  * A statement trigger on the table, and the object access hook for a
  * DROP of the table or the extension, mark the transaction; its commit
- * callback bumps the reload request and sets the worker's latch.  Nothing
+ * callback bumps the reload request and sets the loader's latch.  Nothing
  * is published from inside the writing transaction, so a rollback never
  * applies.  The trigger also warns when the enforce budgets no longer fit
  * the server, and (1.1) refuses floors that do not fit it.
  *
  * Read-your-writes: a transaction that changed the rows of the table
  * bumps the reload request in its commit callback and waits there, before
- * COMMIT returns to the client, for the worker's publish (bounded by
+ * COMMIT returns to the client, for the loader's publish (bounded by
  * CG_AWAIT_PUBLISH_MS, interrupts held: an error after the commit record
  * would be a PANIC).  So once COMMIT has returned, every later login and
  * monitoring call sees the new budgets, and no login ever waits for a
  * publish.  Only a role allowed to write the table waits; DDL and
- * database changes, which also make the worker look again, wait for
+ * database changes, which also make the loader look again, wait for
  * nothing.
  *
  * Copyright (c) 2026, conngov developers
@@ -70,24 +70,20 @@ cg_changes_pending(void)
 
 /*
  * cg_wait_published: in the commit callback of a transaction that changed
- * the rows of the table, wait until the worker has published the load
- * that request asked for, at most CG_AWAIT_PUBLISH_MS (the worker may be
- * restarting, the table locked: then the budgets apply a little later, as
- * without this wait; with no worker running, as in binary-upgrade mode, it
- * does not wait at all).  Cannot fail and takes no interrupt: it runs
- * after the commit record, where an ERROR would be a PANIC.  The worker's
+ * the rows of the table, wait until the loader has published the load
+ * that request asked for, at most CG_AWAIT_PUBLISH_MS (the table may be
+ * locked: then the budgets apply a little later, as without this wait;
+ * when no load can run soon, cg_loader_can_load(), as in binary-upgrade
+ * mode, it does not wait at all).  Cannot fail and takes no interrupt: it runs
+ * after the commit record, where an ERROR would be a PANIC.  The loader's
  * broadcast on reload_cv sets our latch.
  */
 static void
 cg_wait_published(uint32 request)
 {
 	TimestampTz start;
-	bool		running;
 
-	SpinLockAcquire(&cg_shared->mutex);
-	running = (cg_shared->worker_pid != 0);
-	SpinLockRelease(&cg_shared->mutex);
-	if (!running)
+	if (!cg_loader_can_load())
 		return;
 
 	HOLD_INTERRUPTS();
@@ -107,7 +103,7 @@ cg_wait_published(uint32 request)
 
 /*
  * cg_xact_callback: after a transaction that changed conngov.budgets
- * commits, ask the worker to reload.  A rollback forgets the change.
+ * commits, ask the loader to reload.  A rollback forgets the change.
  * Cannot fail: atomics, a spinlock and SetLatch.
  */
 static void
@@ -121,11 +117,8 @@ cg_xact_callback(XactEvent event, void *arg)
 			{
 				uint32		request;
 
-				request = pg_atomic_add_fetch_u32(&cg_shared->reload_requested, 1);
 				/* read-your-writes: the load first, then COMMIT returns */
-				if (cg_rows_changed)
-					pg_atomic_write_u32(&cg_shared->ryw_requested, request);
-				cg_wake_worker();
+				request = cg_request_load(cg_rows_changed);
 				if (cg_rows_changed && event == XACT_EVENT_COMMIT)
 					cg_wait_published(request);
 			}
@@ -135,6 +128,7 @@ cg_xact_callback(XactEvent event, void *arg)
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
 		case XACT_EVENT_PREPARE:
+			/* a prepared change loads at COMMIT PREPARED (guard.c) */
 			cg_change_pending = false;
 			cg_rows_changed = false;
 			break;
@@ -249,7 +243,7 @@ cg_check_floors_fit(Relation rel)
 				 errhint("Lower min_connections of some budgets or raise max_connections of the server.")));
 }
 
-/* Mark this transaction: the worker reloads once it commits. */
+/* Mark this transaction: the loader reloads once it commits. */
 static void
 cg_mark_changed(void)
 {
