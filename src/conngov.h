@@ -93,8 +93,8 @@ typedef enum CgLoadResult
  * The loader's state in shared memory, so that it outlives a loader
  * process (one that left for a whole-database operation, or died while
  * connecting).  Written by the loader under cg_shared->mutex, except
- * leave_until (a backend about to run a whole-database operation on
- * conngov.database) and reason (the loader's emit_log_hook).
+ * leaving and leave_until (a backend running a whole-database operation
+ * on conngov.database) and reason (the loader's emit_log_hook).
  */
 typedef struct CgLoaderState
 {
@@ -107,7 +107,8 @@ typedef struct CgLoaderState
 	TimestampTz retry_at;		/* back-off: next try (0 = none) */
 	int			retry_ms;		/* current back-off */
 	bool		failing;		/* the last load failed */
-	TimestampTz leave_until;	/* do not stay connected before this */
+	int			leaving;		/* whole-database operations running ... */
+	TimestampTz leave_until;	/* ... and the latest end of the last one */
 	char		reason[CG_REASON_LEN];	/* the last ERROR/FATAL text seen */
 	char		logged[CG_REASON_LEN];	/* the last cause logged */
 } CgLoaderState;
@@ -318,7 +319,7 @@ typedef struct CgEvent
  *   EXCLUSIVE to append, SHARED to read.
  * - mutex (spinlock): worker_latch, worker_pid, loader (CgLoaderState:
  *   written by the loader, read by health(), cg_loader_can_load() and the
- *   whole-database guard, which writes leave_until), load_reason (written
+ *   whole-database guard, which writes leaving and leave_until), load_reason (written
  *   by the loader, read by health()), refusal_log (refused logins,
  *   conngov.log_refusals = sampled).
  * - reload_requested/reload_done/ryw_requested/pending_since: atomics
@@ -494,6 +495,7 @@ extern PGDLLEXPORT void cg_loader_main(Datum main_arg);
 extern uint32 cg_request_load(bool rows);
 extern bool cg_loader_can_load(void);
 extern void cg_loader_leave(void);
+extern void cg_loader_back(void);
 extern void cg_loader_health(StringInfo buf, bool *ok);
 
 /*---- guard.c ----*/

@@ -16,7 +16,8 @@
  * that database refuse to run while another session uses it, so before
  * the command runs, when the caller could run it (it owns the database, or
  * may copy it as a template), the loader is asked to leave and awaited
- * (cg_loader_leave()); a role that could not run the command cannot make
+ * (cg_loader_leave()), and keeps away until the command is over
+ * (cg_loader_back()); a role that could not run the command cannot make
  * the loader leave.  ALTER DATABASE ... ALLOW_CONNECTIONS false needs
  * nothing: the loader connects past it.
  *
@@ -153,9 +154,12 @@ cg_may_run_whole_database_op(Oid dboid, bool template)
 
 /*
  * cg_make_way: before a whole-database operation on conngov.database that
- * the caller may run, have the loader leave the database.
+ * the caller may run, have the loader leave the database.  Returns
+ * whether it did: the caller then calls cg_loader_back() once the command
+ * is over (it holds the database's lock until its commit, so a loader
+ * that connects after that waits for the commit).
  */
-static void
+static bool
 cg_make_way(Node *stmt)
 {
 	bool		template;
@@ -163,10 +167,12 @@ cg_make_way(Node *stmt)
 	Oid			dboid;
 
 	if (dbname == NULL || strcmp(dbname, cg_database) != 0)
-		return;
+		return false;
 	dboid = get_database_oid(dbname, true);
-	if (OidIsValid(dboid) && cg_may_run_whole_database_op(dboid, template))
-		cg_loader_leave();
+	if (!OidIsValid(dboid) || !cg_may_run_whole_database_op(dboid, template))
+		return false;
+	cg_loader_leave();
+	return true;
 }
 
 /*
@@ -200,8 +206,25 @@ cg_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 		 (IsA(stmt, AlterExtensionStmt) &&
 		  strcmp(((AlterExtensionStmt *) stmt)->extname, "conngov") == 0)))
 		cg_check_schema();
-	if (!IsBinaryUpgrade && cg_shared != NULL)
-		cg_make_way(stmt);
+	if (!IsBinaryUpgrade && cg_shared != NULL && cg_make_way(stmt))
+	{
+		/* the loader keeps away while the command runs (loader.c) */
+		PG_TRY();
+		{
+			if (prev_ProcessUtility)
+				prev_ProcessUtility(pstmt, queryString, readOnlyTree, context,
+									params, queryEnv, dest, qc);
+			else
+				standard_ProcessUtility(pstmt, queryString, readOnlyTree,
+										context, params, queryEnv, dest, qc);
+		}
+		PG_FINALLY();
+		{
+			cg_loader_back();
+		}
+		PG_END_TRY();
+		return;
+	}
 
 	if (prev_ProcessUtility)
 		prev_ProcessUtility(pstmt, queryString, readOnlyTree, context,

@@ -35,8 +35,9 @@
  * DATABASE, ALTER DATABASE ... RENAME and CREATE DATABASE ... TEMPLATE of
  * conngov.database fail ("being accessed by other users"), so the utility
  * hook (guard.c) calls cg_loader_leave() before them: the loader exits
- * (code 1, so the postmaster restarts it after bgw_restart_time, 1 s,
- * unconnected), and for CG_LEAVE_MS does not stay connected after a load.
+ * (code 1, so the postmaster restarts it, bgw_restart_time 0, unconnected),
+ * and until the command is over (cg_loader_back(), CG_LEAVE_MS at most)
+ * does not stay connected after a load.
  * A loader that connects while a DROP runs blocks on the database's lock
  * like any backend and then fails to connect: a failed load.  The state a
  * loader process must not forget (what it served, back-off, causes
@@ -56,7 +57,7 @@
  * CG_LOAD_LATE_MS.
  *
  * Lock rules: CgLoaderState under cg_shared->mutex (the loader writes it;
- * leave_until is written by the backend of a whole-database operation);
+ * leaving and leave_until by the backend of a whole-database operation);
  * the request counters and pending_since are atomics.
  *
  * Copyright (c) 2026, conngov developers
@@ -98,10 +99,11 @@
 #define CG_FAILED_RETRY_MS		1000
 #define CG_FAILED_RETRY_MAX_MS	60000
 /*
- * After a whole-database operation on conngov.database begins, the loader
- * does not stay connected for this long (core's CountOtherDBBackends()
- * waits 5 s for other sessions to leave); the backend waits at most
- * CG_LEAVE_WAIT_MS for a connected loader to go.
+ * While a whole-database operation on conngov.database runs, the loader
+ * does not stay connected, for this long at most (should its backend die
+ * before it says it is over); the backend waits at most CG_LEAVE_WAIT_MS
+ * for a connected loader to go (core's CountOtherDBBackends() waits 5 s
+ * more).
  */
 #define CG_LEAVE_MS				5000
 #define CG_LEAVE_WAIT_MS		5000
@@ -130,8 +132,10 @@ static emit_log_hook_type prev_emit_log_hook = NULL;
 /*
  * cg_register_loader: from _PG_init, as the worker.  Its slot of
  * max_worker_processes is taken at start, so a load never needs a free
- * one.  Restarted 1 s after it exits (a whole-database operation made it
- * leave, or it died).
+ * one.  Restarted at once when it exits (a whole-database operation made
+ * it leave, or it died): a new loader waits unconnected, and connects
+ * only for a load that is due, which the back-off in shared memory
+ * spaces out, so a loader that keeps failing cannot loop.
  */
 void
 cg_register_loader(void)
@@ -142,7 +146,7 @@ cg_register_loader(void)
 	worker.bgw_flags = BGWORKER_SHMEM_ACCESS |
 		BGWORKER_BACKEND_DATABASE_CONNECTION;
 	worker.bgw_start_time = BgWorkerStart_ConsistentState;
-	worker.bgw_restart_time = 1;
+	worker.bgw_restart_time = 0;
 	strlcpy(worker.bgw_library_name, "conngov", BGW_MAXLEN);
 	strlcpy(worker.bgw_function_name, "cg_loader_main", BGW_MAXLEN);
 	strlcpy(worker.bgw_name, CG_LOADER_NAME, BGW_MAXLEN);
@@ -185,6 +189,13 @@ cg_request_load(bool rows)
 	return request;
 }
 
+/* Whether a whole-database operation keeps the loader away; mutex held. */
+static inline bool
+cg_loader_away(const CgLoaderState *l, TimestampTz now)
+{
+	return l->leaving > 0 && now < l->leave_until;
+}
+
 /*
  * cg_loader_can_load: whether a load requested now can complete soon: a
  * loader process runs, no whole-database operation on conngov.database
@@ -201,7 +212,7 @@ cg_loader_can_load(void)
 	SpinLockAcquire(&cg_shared->mutex);
 	can = cg_shared->loader.pid != 0 &&
 		!cg_shared->loader.failing &&
-		now >= cg_shared->loader.leave_until;
+		!cg_loader_away(&cg_shared->loader, now);
 	SpinLockRelease(&cg_shared->mutex);
 	return can;
 }
@@ -209,8 +220,8 @@ cg_loader_can_load(void)
 /*
  * cg_loader_leave: before DROP DATABASE, ALTER DATABASE ... RENAME or
  * CREATE DATABASE ... TEMPLATE of conngov.database (guard.c), make the
- * loader leave the database and keep away for CG_LEAVE_MS, and wait until
- * it has left (at most CG_LEAVE_WAIT_MS: core's own check then says who
+ * loader leave the database and keep away until cg_loader_back() (at most
+ * CG_LEAVE_MS), and wait until it has left (at most CG_LEAVE_WAIT_MS: core's own check then says who
  * still uses the database).  Caller: a backend, in a transaction; cancel
  * and terminate work during the wait.
  */
@@ -221,6 +232,7 @@ cg_loader_leave(void)
 	Latch	   *latch;
 
 	SpinLockAcquire(&cg_shared->mutex);
+	cg_shared->loader.leaving++;
 	cg_shared->loader.leave_until =
 		TimestampTzPlusMilliseconds(start, CG_LEAVE_MS);
 	latch = cg_shared->loader.latch;
@@ -244,6 +256,20 @@ cg_loader_leave(void)
 		ResetLatch(MyLatch);
 		CHECK_FOR_INTERRUPTS();
 	}
+}
+
+/*
+ * cg_loader_back: the whole-database operation that called
+ * cg_loader_leave() is over (done or failed): the loader may stay
+ * connected again.  Cannot fail.
+ */
+void
+cg_loader_back(void)
+{
+	SpinLockAcquire(&cg_shared->mutex);
+	if (cg_shared->loader.leaving > 0)
+		cg_shared->loader.leaving--;
+	SpinLockRelease(&cg_shared->mutex);
 }
 
 /*
@@ -283,7 +309,7 @@ cg_loader_health(StringInfo buf, bool *ok)
 		reason = psprintf("a load requested " INT64_FORMAT " ms ago has not happened%s",
 						  pending_ms,
 						  l.pid == 0 ? " (no loader process runs)" :
-						  now < l.leave_until ? " (a whole-database operation on conngov.database is in progress)" :
+						  cg_loader_away(&l, now) ? " (a whole-database operation on conngov.database is in progress)" :
 						  !l.connected ? " (the loader is not connected)" : "");
 	}
 	else if (standby &&
@@ -329,9 +355,15 @@ cg_loader_emit_log(ErrorData *edata)
 {
 	if (edata->elevel >= ERROR && edata->message != NULL)
 	{
+		bool		logged;
+
 		SpinLockAcquire(&cg_shared->mutex);
 		strlcpy(cg_shared->loader.reason, edata->message, CG_REASON_LEN);
+		logged = strstr(cg_shared->loader.logged, edata->message) != NULL;
 		SpinLockRelease(&cg_shared->mutex);
+		/* a retry that fails as the last one did: that cause is logged */
+		if (logged && !cg_l.connected)
+			edata->output_to_server = false;
 	}
 	if (prev_emit_log_hook)
 		prev_emit_log_hook(edata);
@@ -518,7 +550,16 @@ cg_loader_attach(void)
 	if (died_connecting)
 		cg_loader_failed(why, serving, now, last_load);
 	else if (died_loading)
-		cg_loader_retry(now, CG_LOCKED_RETRY_MS, false);
+	{
+		int			ms;
+
+		/* again soon, backing off if loads keep killing the loader */
+		SpinLockAcquire(&cg_shared->mutex);
+		ms = cg_shared->loader.retry_ms;
+		SpinLockRelease(&cg_shared->mutex);
+		cg_loader_retry(now, ms <= 0 ? CG_LOCKED_RETRY_MS :
+						Min(ms * 2, CG_FAILED_RETRY_MAX_MS), false);
+	}
 }
 
 /*
@@ -692,10 +733,10 @@ cg_loader_must_leave(TimestampTz now)
 	if (!cg_l.connected)
 		return;
 	SpinLockAcquire(&cg_shared->mutex);
-	leave = now < cg_shared->loader.leave_until;
+	leave = cg_loader_away(&cg_shared->loader, now);
 	SpinLockRelease(&cg_shared->mutex);
 	if (leave)
-		proc_exit(1);			/* 1: restarted after bgw_restart_time */
+		proc_exit(1);			/* 1: the postmaster starts a new one */
 }
 
 void
