@@ -192,6 +192,21 @@ cg_committed_prepared(Node *stmt)
 		(void) cg_request_load(false);
 }
 
+/* The next ProcessUtility hook, or the standard one. */
+static void
+cg_next_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
+					   bool readOnlyTree, ProcessUtilityContext context,
+					   ParamListInfo params, QueryEnvironment *queryEnv,
+					   DestReceiver *dest, QueryCompletion *qc)
+{
+	if (prev_ProcessUtility)
+		prev_ProcessUtility(pstmt, queryString, readOnlyTree, context,
+							params, queryEnv, dest, qc);
+	else
+		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context,
+								params, queryEnv, dest, qc);
+}
+
 static void
 cg_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 				  bool readOnlyTree, ProcessUtilityContext context,
@@ -211,12 +226,8 @@ cg_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 		/* the loader keeps away while the command runs (loader.c) */
 		PG_TRY();
 		{
-			if (prev_ProcessUtility)
-				prev_ProcessUtility(pstmt, queryString, readOnlyTree, context,
-									params, queryEnv, dest, qc);
-			else
-				standard_ProcessUtility(pstmt, queryString, readOnlyTree,
-										context, params, queryEnv, dest, qc);
+			cg_next_ProcessUtility(pstmt, queryString, readOnlyTree, context,
+								   params, queryEnv, dest, qc);
 		}
 		PG_FINALLY();
 		{
@@ -226,13 +237,8 @@ cg_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 		return;
 	}
 
-	if (prev_ProcessUtility)
-		prev_ProcessUtility(pstmt, queryString, readOnlyTree, context,
-							params, queryEnv, dest, qc);
-	else
-		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context,
-								params, queryEnv, dest, qc);
-
+	cg_next_ProcessUtility(pstmt, queryString, readOnlyTree, context,
+						   params, queryEnv, dest, qc);
 	if (cg_shared != NULL)
 		cg_committed_prepared(stmt);
 }

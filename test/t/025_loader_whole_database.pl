@@ -69,6 +69,27 @@ FROM pg_stat_activity WHERE datname = 'regress_cg'});
 	return;
 }
 
+# gone(what, sql): with the loader connected, sql (which takes regress_cg
+# away under its name) succeeds, and within a second the budget of the
+# table that went with it no longer refuses
+sub gone
+{
+	my ($what, $sql) = @_;
+	connected($what);
+	my $t0 = time();
+	my ($rc, $out, $err) = $node->psql('postgres', $sql);
+	is($rc, 0, "$what: $sql succeeds") or diag($err);
+	my $took = cg_first_outcome(
+		$node, $t0,
+		want => 'admitted',
+		app => 'whole-1',
+		user => 'regress_app');
+	ok(defined $took && $took < 1 + $MARGIN,
+		"$what: nothing is enforced within 1 s (+ $MARGIN s margin)")
+	  or diag('took ' . ($took // 'undef'));
+	return;
+}
+
 ok(refused(), 'budget whole refuses');
 
 ###########################################################################
@@ -120,19 +141,7 @@ ok(refused(), 'budget whole refuses');
 ###########################################################################
 # ALTER DATABASE regress_cg RENAME, and back
 {
-	connected('RENAME');
-	my $t0 = time();
-	my ($rc, $out, $err) = $node->psql('postgres',
-		'ALTER DATABASE regress_cg RENAME TO regress_cg_renamed');
-	is($rc, 0, 'ALTER DATABASE regress_cg RENAME succeeds') or diag($err);
-	my $took = cg_first_outcome(
-		$node, $t0,
-		want => 'admitted',
-		app => 'whole-1',
-		user => 'regress_app');
-	ok(defined $took && $took < 1 + $MARGIN,
-		"RENAME: nothing is enforced within 1 s (+ $MARGIN s margin)")
-	  or diag('took ' . ($took // 'undef'));
+	gone('RENAME', 'ALTER DATABASE regress_cg RENAME TO regress_cg_renamed');
 	like(
 		$node->safe_psql(
 			'regress_cg_renamed',
@@ -140,7 +149,7 @@ ok(refused(), 'budget whole refuses');
 		),
 		qr/^failed: could not load the budgets from database "regress_cg": database "regress_cg" does not exist/,
 		'RENAME: health() says why');
-	($rc, $out, $err) = $node->psql('postgres',
+	my ($rc, $out, $err) = $node->psql('postgres',
 		'ALTER DATABASE regress_cg_renamed RENAME TO regress_cg');
 	is($rc, 0, 'renamed back') or diag($err);
 	ok( defined cg_first_outcome(
@@ -154,19 +163,7 @@ ok(refused(), 'budget whole refuses');
 ###########################################################################
 # DROP DATABASE regress_cg
 {
-	connected('DROP');
-	my $t0 = time();
-	my ($rc, $out, $err) =
-	  $node->psql('postgres', 'DROP DATABASE regress_cg');
-	is($rc, 0, 'DROP DATABASE regress_cg succeeds') or diag($err);
-	my $took = cg_first_outcome(
-		$node, $t0,
-		want => 'admitted',
-		app => 'whole-1',
-		user => 'regress_app');
-	ok(defined $took && $took < 1 + $MARGIN,
-		"DROP: nothing is enforced within 1 s (+ $MARGIN s margin)")
-	  or diag('took ' . ($took // 'undef'));
+	gone('DROP', 'DROP DATABASE regress_cg');
 	my $log = slurp_file($node->logfile);
 	my $n = () = $log =~
 	  /LOG:  conngov: could not load the budgets from database "regress_cg": database "regress_cg" does not exist; nothing is enforced/g;
