@@ -12,8 +12,9 @@
  * loader checks the same at every load for installations made before.
  *
  * The loader stays connected to conngov.database (loader.c).  DROP
- * DATABASE, ALTER DATABASE ... RENAME and CREATE DATABASE ... TEMPLATE of
- * that database refuse to run while another session uses it, so before
+ * DATABASE, ALTER DATABASE ... RENAME or SET TABLESPACE and CREATE
+ * DATABASE ... TEMPLATE of that database refuse to run while another
+ * session uses it, so before
  * the command runs, when the caller could run it (it owns the database, or
  * may copy it as a template), the loader is asked to leave and awaited
  * (cg_loader_leave()), and keeps away until the command is over
@@ -88,8 +89,9 @@ cg_check_schema(void)
 
 /*
  * cg_whole_database_op: the database a DROP DATABASE, ALTER DATABASE ...
- * RENAME or CREATE DATABASE ... TEMPLATE needs nobody else in (NULL for
- * any other statement); *template for the last.
+ * RENAME, ALTER DATABASE ... SET TABLESPACE or CREATE DATABASE ...
+ * TEMPLATE needs nobody else in (NULL for any other statement); *template
+ * for the last.
  */
 static const char *
 cg_whole_database_op(Node *stmt, bool *template)
@@ -100,6 +102,16 @@ cg_whole_database_op(Node *stmt, bool *template)
 	if (IsA(stmt, RenameStmt) &&
 		((RenameStmt *) stmt)->renameType == OBJECT_DATABASE)
 		return ((RenameStmt *) stmt)->subname;
+	if (IsA(stmt, AlterDatabaseStmt))
+	{
+		ListCell   *lc;
+
+		/* SET TABLESPACE moves the files: nobody else may be in it */
+		foreach(lc, ((AlterDatabaseStmt *) stmt)->options)
+			if (strcmp(((DefElem *) lfirst(lc))->defname, "tablespace") == 0)
+				return ((AlterDatabaseStmt *) stmt)->dbname;
+		return NULL;
+	}
 	if (IsA(stmt, CreatedbStmt))
 	{
 		ListCell   *lc;

@@ -654,6 +654,12 @@ cg_loader_serve(uint32 request, TimestampTz now)
 {
 	char		reason[CG_REASON_LEN];
 	int			ms;
+	TimestampTz published;
+	bool		changed;
+
+	LWLockAcquire(cg_shared->lock, LW_SHARED);
+	published = cg_shared->loaded_at;
+	LWLockRelease(cg_shared->lock);
 
 	SpinLockAcquire(&cg_shared->mutex);
 	cg_shared->loader.serving = request;
@@ -682,8 +688,12 @@ cg_loader_serve(uint32 request, TimestampTz now)
 			cg_loader_failed(reason, request, now, now);
 			break;
 	}
-	/* the idle timeouts may have changed: the worker sleeps on them */
-	cg_wake_worker();
+	/* a publish may have changed the idle timeouts the worker sleeps on */
+	LWLockAcquire(cg_shared->lock, LW_SHARED);
+	changed = cg_shared->loaded_at != published;
+	LWLockRelease(cg_shared->lock);
+	if (changed)
+		cg_wake_worker();
 }
 
 /*

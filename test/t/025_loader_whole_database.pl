@@ -1,7 +1,7 @@
 
 # Copyright (c) 2026, conngov developers
 
-# The loader stays connected to conngov.database, yet CREATE DATABASE ... TEMPLATE, ALTER DATABASE ... RENAME and DROP DATABASE of it succeed, and ALLOW_CONNECTIONS false does not switch enforcement off.
+# The loader stays connected to conngov.database, yet CREATE DATABASE ... TEMPLATE, ALTER DATABASE ... SET TABLESPACE or RENAME and DROP DATABASE of it succeed, and ALLOW_CONNECTIONS false does not switch enforcement off.
 #
 # Each operation runs right after the test saw the loader connected to
 # the database (pg_stat_activity).  Waits poll the server's own record
@@ -136,6 +136,21 @@ ok(refused(), 'budget whole refuses');
 	is($node->safe_psql('regress_cg', 'SELECT conngov.reload()'),
 		'1', 'TEMPLATE: the loader loads again');
 	ok(refused(), 'TEMPLATE: budget whole still refuses');
+}
+
+###########################################################################
+# ALTER DATABASE regress_cg SET TABLESPACE
+{
+	my $dir = PostgreSQL::Test::Utils::tempdir_short();
+	$node->safe_psql('postgres', "CREATE TABLESPACE regress_ts LOCATION '$dir'");
+	connected('SET TABLESPACE');
+	my ($rc, $out, $err) = $node->psql('postgres',
+		'ALTER DATABASE regress_cg SET TABLESPACE regress_ts');
+	is($rc, 0, 'ALTER DATABASE regress_cg SET TABLESPACE succeeds')
+	  or diag($err);
+	is($node->safe_psql('regress_cg', 'SELECT conngov.reload()'),
+		'1', 'SET TABLESPACE: the loader loads again');
+	ok(refused(), 'SET TABLESPACE: budget whole still refuses');
 }
 
 ###########################################################################
