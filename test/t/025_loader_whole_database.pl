@@ -90,6 +90,20 @@ sub gone
 	return;
 }
 
+# stays(what, sql): with the loader connected, sql (which needs nobody
+# else in regress_cg and keeps it) succeeds, and the loader loads again
+sub stays
+{
+	my ($what, $sql) = @_;
+	connected($what);
+	my ($rc, $out, $err) = $node->psql('postgres', $sql);
+	is($rc, 0, "$what: $sql succeeds") or diag($err);
+	is($node->safe_psql('regress_cg', 'SELECT conngov.reload()'),
+		'1', "$what: the loader loads again");
+	ok(refused(), "$what: budget whole still refuses");
+	return;
+}
+
 ok(refused(), 'budget whole refuses');
 
 ###########################################################################
@@ -126,32 +140,11 @@ ok(refused(), 'budget whole refuses');
 }
 
 ###########################################################################
-# CREATE DATABASE ... TEMPLATE regress_cg
-{
-	connected('TEMPLATE');
-	my ($rc, $out, $err) = $node->psql('postgres',
-		'CREATE DATABASE regress_copy TEMPLATE regress_cg');
-	is($rc, 0, 'CREATE DATABASE regress_copy TEMPLATE regress_cg succeeds')
-	  or diag($err);
-	is($node->safe_psql('regress_cg', 'SELECT conngov.reload()'),
-		'1', 'TEMPLATE: the loader loads again');
-	ok(refused(), 'TEMPLATE: budget whole still refuses');
-}
-
-###########################################################################
-# ALTER DATABASE regress_cg SET TABLESPACE
-{
-	my $dir = PostgreSQL::Test::Utils::tempdir_short();
-	$node->safe_psql('postgres', "CREATE TABLESPACE regress_ts LOCATION '$dir'");
-	connected('SET TABLESPACE');
-	my ($rc, $out, $err) = $node->psql('postgres',
-		'ALTER DATABASE regress_cg SET TABLESPACE regress_ts');
-	is($rc, 0, 'ALTER DATABASE regress_cg SET TABLESPACE succeeds')
-	  or diag($err);
-	is($node->safe_psql('regress_cg', 'SELECT conngov.reload()'),
-		'1', 'SET TABLESPACE: the loader loads again');
-	ok(refused(), 'SET TABLESPACE: budget whole still refuses');
-}
+# CREATE DATABASE ... TEMPLATE regress_cg, ALTER DATABASE ... SET TABLESPACE
+stays('TEMPLATE', 'CREATE DATABASE regress_copy TEMPLATE regress_cg');
+my $dir = PostgreSQL::Test::Utils::tempdir_short();
+$node->safe_psql('postgres', "CREATE TABLESPACE regress_ts LOCATION '$dir'");
+stays('SET TABLESPACE', 'ALTER DATABASE regress_cg SET TABLESPACE regress_ts');
 
 ###########################################################################
 # ALTER DATABASE regress_cg RENAME, and back
