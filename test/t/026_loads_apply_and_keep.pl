@@ -82,6 +82,11 @@ sub loads_check
 ###########################################################################
 # (b) session_replication_role = replica (a restore, logical replication)
 {
+	# from a known state: 5, loaded, admitted
+	sql("UPDATE conngov.budgets SET max_connections = 5 WHERE name = 'ak'");
+	sql('SELECT conngov.reload()');
+	my ($rc) = cg_login($node, app => 'ak-1', user => 'regress_app');
+	is($rc, 0, 'budget ak admits before the replica change');
 	applies(
 		'session_replication_role = replica',
 		'refused',
