@@ -31,20 +31,20 @@
  * budgets (fail open) and is retried with back-off, or at once after the
  * next committed change.
  *
- * Whole-database operations.  A connected loader would make DROP
- * DATABASE, ALTER DATABASE ... RENAME and CREATE DATABASE ... TEMPLATE of
- * conngov.database fail ("being accessed by other users"), so the utility
- * hook (guard.c) calls cg_loader_leave() before them: the loader exits
- * (code 1, so the postmaster restarts it, bgw_restart_time 0, unconnected),
- * and until the command is over (cg_loader_back(), CG_LEAVE_MS at most)
- * does not stay connected after a load.
- * A loader that connects while a DROP runs blocks on the database's lock
- * like any backend and then fails to connect: a failed load.  The state a
- * loader process must not forget (what it served, back-off, causes
- * logged, whether it died while connecting) lives in shared memory
+ * Whole-database operations.  A connected loader would make DROP DATABASE,
+ * ALTER DATABASE ... RENAME or SET TABLESPACE and CREATE DATABASE ...
+ * TEMPLATE of conngov.database fail ("being accessed by other users"), so
+ * the utility hook (guard.c) calls cg_loader_leave() before them: the
+ * loader exits (code 1, so the postmaster restarts it, bgw_restart_time 0,
+ * unconnected), and until the command is over (cg_loader_back(),
+ * CG_LEAVE_MS at most) does not stay connected after a load.  A loader
+ * that connects while a DROP runs blocks on the database's lock like any
+ * backend and then fails to connect: a failed load.  The state a loader
+ * process must not forget (what it served, back-off, causes logged,
+ * whether it died while connecting) lives in shared memory
  * (CgLoaderState), so a restarted loader goes on where the last one
- * stopped: a loader that died while connecting (the database is gone) is
- * a failed load, one that died during a load has it retried.  In
+ * stopped: a loader that died while connecting (the database is gone) is a
+ * failed load, one that died during a load has it retried.  In
  * binary-upgrade mode (pg_upgrade) no loader is registered.
  *
  * Requests.  cg_request_load() bumps reload_requested (and ryw_requested
@@ -54,7 +54,8 @@
  * loader sets reload_done to the request it served and broadcasts
  * reload_cv.  cg_loader_can_load() tells a committer whether waiting for
  * a load can succeed soon.  health() reports a request not served within
- * CG_LOAD_LATE_MS.
+ * CG_LOAD_LATE_MS.  A prepared transaction's change is asked for at its
+ * COMMIT PREPARED (guard.c).
  *
  * Lock rules: CgLoaderState under cg_shared->mutex (the loader writes it;
  * leaving and leave_until by the backend of a whole-database operation);
@@ -218,12 +219,13 @@ cg_loader_can_load(void)
 }
 
 /*
- * cg_loader_leave: before DROP DATABASE, ALTER DATABASE ... RENAME or
- * CREATE DATABASE ... TEMPLATE of conngov.database (guard.c), make the
- * loader leave the database and keep away until cg_loader_back() (at most
- * CG_LEAVE_MS), and wait until it has left (at most CG_LEAVE_WAIT_MS: core's own check then says who
- * still uses the database).  Caller: a backend, in a transaction; cancel
- * and terminate work during the wait.
+ * cg_loader_leave: before DROP DATABASE, ALTER DATABASE ... RENAME or SET
+ * TABLESPACE, or CREATE DATABASE ... TEMPLATE of conngov.database
+ * (guard.c), make the loader leave the database and keep away until
+ * cg_loader_back() (at most CG_LEAVE_MS), and wait until it has left (at
+ * most CG_LEAVE_WAIT_MS: core's own check then says who still uses the
+ * database).  Caller: a backend, in a transaction; cancel and terminate
+ * work during the wait.
  */
 void
 cg_loader_leave(void)
