@@ -817,6 +817,7 @@ sub cg_commit_finish
 		return $c->{ret} = -1;
 	}
 	return $c->{ret} = $c->{h}->result(0);
+}
 
 # Helpers of the load tests (023-026).
 push @EXPORT, qw(cg_loader_pid cg_first_outcome cg_hold_worker_slots
