@@ -21,6 +21,98 @@ CREATE TRIGGER budgets_changed_replica
 	FOR EACH ROW EXECUTE FUNCTION conngov.budgets_changed();
 ALTER TABLE conngov.budgets ENABLE REPLICA TRIGGER budgets_changed_replica;
 
+---- 1.2 (issue 18): waiting logins never take reserved room ----
+
+/*
+ * validate_budget: as in 1.1, with max_waiting NULL's new meaning in the
+ * hint: at most as many logins wait as the budget allows connections, and
+ * never more than 5 (each holds a server process slot).  That the waits
+ * and floors of all enforce budgets fit the server is checked per
+ * statement, by conngov.budgets_changed().
+ */
+CREATE OR REPLACE FUNCTION conngov.validate_budget()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF NEW.name IS NOT NULL AND octet_length(NEW.name) NOT BETWEEN 1 AND 63 THEN
+		RAISE EXCEPTION 'invalid budget name "%"', NEW.name
+			USING ERRCODE = 'invalid_parameter_value',
+				DETAIL = 'A budget name is 1 to 63 bytes long.';
+	END IF;
+	IF octet_length(NEW.application_pattern) > 63 THEN
+		RAISE EXCEPTION 'application_pattern of budget "%" is longer than 63 bytes', NEW.name
+			USING ERRCODE = 'invalid_parameter_value',
+				DETAIL = 'An application_name is at most 63 bytes, so this pattern could never match.';
+	END IF;
+	IF NEW.application_pattern ~ '(^|[^\\])(\\\\)*\\$' THEN
+		RAISE EXCEPTION 'application_pattern of budget "%" ends with an escape character', NEW.name
+			USING ERRCODE = 'invalid_parameter_value',
+				HINT = 'Write \\ for a literal backslash.';
+	END IF;
+	IF NEW.max_connections < 0 THEN
+		RAISE EXCEPTION 'max_connections of budget "%" must be 0 or more, not %',
+			NEW.name, NEW.max_connections
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF NEW.mode NOT IN ('enforce', 'monitor') THEN
+		RAISE EXCEPTION 'invalid mode "%" for budget "%"', NEW.mode, NEW.name
+			USING ERRCODE = 'invalid_parameter_value',
+				DETAIL = 'A budget''s mode is "enforce" or "monitor".';
+	END IF;
+	IF NEW.idle_timeout <= interval '0' THEN
+		RAISE EXCEPTION 'idle_timeout of budget "%" must be greater than zero, not "%"',
+			NEW.name, NEW.idle_timeout
+			USING ERRCODE = 'invalid_parameter_value',
+				HINT = 'Set it to NULL to never end idle sessions.';
+	END IF;
+	IF NEW.idle_in_transaction_timeout <= interval '0' THEN
+		RAISE EXCEPTION 'idle_in_transaction_timeout of budget "%" must be greater than zero, not "%"',
+			NEW.name, NEW.idle_in_transaction_timeout
+			USING ERRCODE = 'invalid_parameter_value',
+				HINT = 'Set it to NULL to never end sessions idle in a transaction.';
+	END IF;
+	IF NEW.idle_keep < 0 THEN
+		RAISE EXCEPTION 'idle_keep of budget "%" must be 0 or more, not %',
+			NEW.name, NEW.idle_keep
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	-- 1.1 (issue 13): floors and waits
+	IF NEW.min_connections < 0 THEN
+		RAISE EXCEPTION 'min_connections of budget "%" must be 0 or more, not %',
+			NEW.name, NEW.min_connections
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF NEW.min_connections > NEW.max_connections THEN
+		RAISE EXCEPTION 'min_connections of budget "%" must not be more than its max_connections (%), not %',
+			NEW.name, NEW.max_connections, NEW.min_connections
+			USING ERRCODE = 'invalid_parameter_value',
+				DETAIL = 'A budget cannot be guaranteed more connections than it may open.';
+	END IF;
+	IF NEW.login_wait <= interval '0' THEN
+		RAISE EXCEPTION 'login_wait of budget "%" must be greater than zero, not "%"',
+			NEW.name, NEW.login_wait
+			USING ERRCODE = 'invalid_parameter_value',
+				HINT = 'Set it to NULL to refuse over-budget logins at once.';
+	END IF;
+	IF NEW.login_wait >= current_setting('authentication_timeout')::interval THEN
+		RAISE EXCEPTION 'login_wait of budget "%" must be below authentication_timeout (%), not "%"',
+			NEW.name, current_setting('authentication_timeout'), NEW.login_wait
+			USING ERRCODE = 'invalid_parameter_value',
+				DETAIL = 'A login still waiting when authentication_timeout passes is ended without the refusal''s explanation.',
+				HINT = 'Lower login_wait, or raise authentication_timeout.';
+	END IF;
+	IF NEW.max_waiting < 0 THEN
+		RAISE EXCEPTION 'max_waiting of budget "%" must be 0 or more, not %',
+			NEW.name, NEW.max_waiting
+			USING ERRCODE = 'invalid_parameter_value',
+				HINT = 'Set it to NULL to let as many logins wait as the budget allows connections, at most 5.';
+	END IF;
+	RETURN NEW;
+END
+$$;
+
 ---- 1.2 (issue 20): login-rate limits, lowering a limit at runtime ----
 
 -- New columns go last, with defaults that keep 1.1's behaviour: no rate
@@ -40,8 +132,9 @@ ALTER TABLE conngov.budgets
 /*
  * validate_budget: the CHECK constraints' rules, with messages that say
  * which budget and what is allowed.  The constraints stay as a backstop.
- * 1.1 adds min_connections, login_wait and max_waiting; 1.2 adds
- * login_rate, login_burst and on_lower; that the floors
+ * 1.1 adds min_connections, login_wait and max_waiting; 1.2 says that
+ * at most 5 logins wait by default (issue 18) and adds login_rate,
+ * login_burst and on_lower; that the floors
  * of all enforce budgets fit the server is checked per statement, by
  * conngov.budgets_changed().
  */
@@ -122,7 +215,7 @@ BEGIN
 		RAISE EXCEPTION 'max_waiting of budget "%" must be 0 or more, not %',
 			NEW.name, NEW.max_waiting
 			USING ERRCODE = 'invalid_parameter_value',
-				HINT = 'Set it to NULL to let as many logins wait as the budget allows connections.';
+				HINT = 'Set it to NULL to let as many logins wait as the budget allows connections, at most 5.';
 	END IF;
 	-- 1.2 (issue 20): login-rate limits, lowering a limit at runtime
 	IF NEW.login_rate IS NOT NULL AND NOT (NEW.login_rate >= 0.001 AND NEW.login_rate <= 1000000) THEN
@@ -180,6 +273,7 @@ REVOKE ALL ON FUNCTION conngov.stats() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION conngov.stats() TO pg_monitor;
 
 ---- end of 1.2 (issue 20) ----
+
 ---- 1.2 (issue 19): usage history ----
 
 -- Per budget and closed minute: the exact peak of its total and what

@@ -39,7 +39,6 @@ else
 	SIZES="100 10000"
 fi
 PORT=5432
-HZ=$(getconf CLK_TCK)
 T0=$SECONDS
 BENCH_TITLE="usage history benchmarks"
 
@@ -112,15 +111,16 @@ row 1 "logins/s, pgbench -C, 100 budgets" "$(fmt "${sa%% *}" '%.0f')" \
 worker_pid() {
 	q "$B" -c "SELECT pid FROM pg_stat_activity WHERE backend_type = 'conngov worker'"
 }
-cpu_of() { sed 's/.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'; }
+# cpu_of PID: nanoseconds on CPU (schedstat: finer than /proc/PID/stat's ticks)
+cpu_of() { awk '{ print $1 }' "/proc/$1/schedstat"; }
 # wait_second S: until the server's clock is at second S of a minute
 wait_second() {
 	while [ "$(q "$B" -c "SELECT extract(second FROM clock_timestamp())::int")" != "$1" ]; do
 		sleep 0.2
 	done
 }
-# close_cpu: the worker's CPU ticks from second 57 of this minute to second
-# 3 of the next (the close of this minute is in it)
+# close_cpu: the worker's CPU nanoseconds from second 57 of this minute to
+# second 3 of the next (the close of this minute is in it)
 close_cpu() {
 	local pid c0
 	pid=$(worker_pid)
@@ -159,10 +159,10 @@ for n in $SIZES; do
 	ticks=$(close_cpu)
 	got=$(q "$B" -c "SELECT count(*) FROM conngov.history('$m1', '$m1') WHERE budget LIKE 'h-%'")
 	row 2 "worker CPU closing a minute, $got active budgets$([ "$got" = "$n" ] || echo " (of $n: the refusals took more than a minute)")" \
-		"$(fmt "$((base * 1000 / HZ))" '%d ms')" "$(fmt "$((ticks * 1000 / HZ))" '%d ms')" \
+		"$(fmt "$((base / 1000))" '%d us')" "$(fmt "$((ticks / 1000))" '%d us')" \
 		"" "grows with active budgets" info
 done
 
 print_table "A: conngov, conngov.history_size = 0 (history off); B: conngov, history on (default)" \
-	"2: A is a minute with no activity (the same 6 s window), B the minute with N budgets active; /proc CPU ticks are $((1000 / HZ)) ms" |
+	"2: the worker's time on CPU (/proc/PID/schedstat) over the same 6 s window around a minute's end: A a minute with no activity, B the minute with N budgets active" |
 	tee ${out:+"$out"}

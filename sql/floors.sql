@@ -1,5 +1,6 @@
 -- floors and waits (1.1): bad values of min_connections, login_wait and
--- max_waiting; floors that do not fit the server's 17 normal slots
+-- max_waiting; floors (and, 1.2, waits) that do not fit the server's 17
+-- normal slots
 -- (test/regress.conf); the new columns of usage(), headroom(), stats()
 -- and the "floors" check of health()
 \set VERBOSITY default
@@ -34,10 +35,15 @@ UPDATE conngov.budgets SET min_connections = min_connections + 1;
 -- a monitor budget's floor guarantees nothing and is not summed
 INSERT INTO conngov.budgets (name, application_pattern, max_connections, min_connections, mode)
 VALUES ('watched', 'watched%', 10, 10, 'monitor');
--- waits within authentication_timeout
-INSERT INTO conngov.budgets (name, application_pattern, max_connections, login_wait, max_waiting)
-VALUES ('queued', 'queued%', 3, '2 s', 4),
-       ('queued_default', 'queued_default%', 3, '59.9 s', NULL);
+-- waits within authentication_timeout (monitor budgets: the floors above
+-- fill the normal slots, and an enforce budget's waits would not fit)
+INSERT INTO conngov.budgets (name, application_pattern, max_connections, login_wait, max_waiting, mode)
+VALUES ('queued', 'queued%', 3, '2 s', 4, 'monitor'),
+       ('queued_default', 'queued_default%', 3, '59.9 s', NULL, 'monitor');
+-- 1.2: the logins that may wait (max_waiting NULL: least(max_connections,
+-- 5)) and the floors must fit the normal slots together
+INSERT INTO conngov.budgets (name, application_pattern, max_connections, login_wait)
+VALUES ('waiter', 'waiter%', 3, '2 s');
 SELECT conngov.reload();
 
 SELECT budget, mode, max_connections, total, min_connections, guaranteed_unused, waiting

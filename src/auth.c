@@ -15,11 +15,17 @@
  * taken, so a FATAL later in startup (unknown database, PostgreSQL's own
  * reserved-slot refusal) or any other exit gives it back.
  *
+ * The login's name is the startup packet's application_name, else its
+ * options' -c application_name (cg_login_name): final, naming closed.  A
+ * login with neither is charged by the empty name and re-charged before
+ * its first statements run (naming.c, statements.c).
+ *
  * The rest of the login path lives in one file per job: floors.c (the
- * others' guaranteed slots), waitq.c (waiting for a place, login_wait),
- * naming.c (late naming re-charges), refusal.c (what a refused or ended
- * client reads, and what the server log keeps).  The loader re-applies
- * conngov.exempt_roles to open sessions (cg_recheck_exempt).
+ * others' guaranteed slots), waitq.c (waiting for a place, login_wait,
+ * and the room a wait needs), naming.c (names after login), refusal.c
+ * (what a refused or ended client reads, and what the server log keeps).
+ * The loader re-applies conngov.exempt_roles to open sessions
+ * (cg_recheck_exempt).
  *
  * Lock rules: cg_shared->lock, shared, from the match to the charge (or
  * the queueing) and in the exit release; never across a wait, a catalog
@@ -380,7 +386,7 @@ cg_ClientAuthentication(Port *port, int status)
 		cg_exit_registered = true;
 	}
 
-	/* the login's name, from the packet, its options or defaults (naming.c) */
+	/* the login's name, from the packet or its options (naming.c) */
 	name = cg_login_name(port);
 	l.unnamed = (name == NULL || name[0] == '\0');
 

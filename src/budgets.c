@@ -42,6 +42,7 @@
 #include "catalog/dependency.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_class.h"
+#include "catalog/pg_database.h"
 #include "catalog/pg_namespace.h"
 #include "catalog/pg_type_d.h"
 #include "commands/extension.h"
@@ -219,8 +220,9 @@ cg_budget_order_cmp(const void *a, const void *b)
 
 /*
  * cg_untrusted_reason: why the relation relid (locked by the caller) is
- * not the conngov.budgets that CREATE EXTENSION conngov made, or NULL when
- * it is.  Fills atts[] with each column's number.
+ * not the conngov.budgets that CREATE EXTENSION conngov made, or cannot be
+ * trusted (a role that is not a superuser owns its database or schema),
+ * or NULL when it is.  Fills atts[] with each column's number.
  */
 static const char *
 cg_untrusted_reason(Relation rel, AttrNumber *atts)
@@ -230,6 +232,23 @@ cg_untrusted_reason(Relation rel, AttrNumber *atts)
 	HeapTuple	nsptup;
 	Oid			nspowner;
 	int			c;
+
+	HeapTuple	dbtup;
+	Oid			datdba;
+
+	/*
+	 * The owner of conngov.database can rename, drop or reconfigure it
+	 * (settings for every session in it, who may connect): only a
+	 * superuser may hold that, as for the schema.
+	 */
+	dbtup = SearchSysCache1(DATABASEOID, ObjectIdGetDatum(MyDatabaseId));
+	if (!HeapTupleIsValid(dbtup))
+		return psprintf("database \"%s\" is gone", cg_database);
+	datdba = ((Form_pg_database) GETSTRUCT(dbtup))->datdba;
+	ReleaseSysCache(dbtup);
+	if (!superuser_arg(datdba))
+		return psprintf("database \"%s\" is owned by role \"%s\", which is not a superuser",
+						cg_database, cg_role_name(datdba));
 
 	if (!OidIsValid(ext) ||
 		getExtensionOfObject(RelationRelationId, RelationGetRelid(rel)) != ext)
@@ -506,65 +525,89 @@ cg_rematch_sessions(void)
 }
 
 /*
- * cg_assign_slots: give each budget of set k a counter slot: the one of
- * the active budget with its name (counters go on), else a free one, with
- * counters at 0.  A slot is free when no budget of the active set has it;
- * sessions were moved off retired slots by the last publish, and the
- * barrier in cg_publish_budgets waited out any exit still giving one back.
+ * cg_assign_slots: give each budget of set k a counter slot: the slot that
+ * holds its name, whether a budget of the active set has it or it was
+ * retired by an earlier publish (a failed or empty load, a deleted row:
+ * the budget comes back with its counters and stats), else a free one,
+ * with counters at 0: a slot never named first, then a retired one (its
+ * old name is forgotten).  A slot is free when no budget of the active set
+ * has it; sessions were moved off retired slots by the publish that
+ * retired them, and the barrier in cg_publish_budgets waited out any exit
+ * still giving one back, so a retired slot's total is 0.
  */
 static void
 cg_assign_slots(int k, int nbudgets)
 {
 	int			active = 1 - k;
-	CgBudget   *old = cg_budget_sets[active];
 	CgBudget   *new = cg_budget_sets[k];
-	int			nold = cg_shared->set[active].nbudgets;
 	HTAB	   *names = NULL;
 	HASHCTL		ctl;
-	int			next_free = 0;
+	int			next_unnamed = 0;
+	int			next_retired = 0;
 	int			i;
 
 	for (i = 0; i < cg_nslots; i++)
 		cg_slots[i].index[k] = -1;
+	if (nbudgets == 0)
+		return;					/* every slot keeps its name and counters */
 
-	if (nold > 0 && nbudgets > 0)
+	ctl.keysize = NAMEDATALEN;
+	ctl.entrysize = sizeof(int) + NAMEDATALEN;
+	ctl.hcxt = CurrentMemoryContext;
+	names = hash_create("conngov slot names", Max(nbudgets, 16), &ctl,
+						HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+	for (i = 0; i < cg_nslots; i++)
 	{
-		ctl.keysize = NAMEDATALEN;
-		ctl.entrysize = sizeof(CgBudget *) + NAMEDATALEN;
-		ctl.hcxt = CurrentMemoryContext;
-		names = hash_create("conngov budget names", nold, &ctl,
-							HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
-		for (i = 0; i < nold; i++)
+		if (cg_slots[i].name[0] != '\0')
 		{
-			char	   *e = hash_search(names, old[i].name, HASH_ENTER, NULL);
+			char	   *e = hash_search(names, cg_slots[i].name, HASH_ENTER,
+										NULL);
 
-			*(CgBudget **) (e + NAMEDATALEN) = &old[i];
+			*(int *) (e + NAMEDATALEN) = i;
 		}
 	}
 
+	/* budgets whose name a slot holds keep it (set k is still unused) */
+	for (i = 0; i < nbudgets; i++)
+	{
+		char	   *e = hash_search(names, new[i].name, HASH_FIND, NULL);
+
+		new[i].slot = -1;
+		if (e != NULL)
+		{
+			new[i].slot = *(int *) (e + NAMEDATALEN);
+			cg_slots[new[i].slot].index[k] = i;
+		}
+	}
+	/* the others: a free slot, never named first, then a retired one */
 	for (i = 0; i < nbudgets; i++)
 	{
 		CgBudget   *b = &new[i];
-		char	   *e = names ? hash_search(names, b->name, HASH_FIND, NULL) : NULL;
+		CgSlot	   *slot;
 
-		if (e != NULL)
-			b->slot = (*(CgBudget **) (e + NAMEDATALEN))->slot;
+		if (b->slot >= 0)
+			continue;
+		while (next_unnamed < cg_nslots &&
+			   (cg_slots[next_unnamed].name[0] != '\0' ||
+				cg_slots[next_unnamed].index[active] >= 0 ||
+				cg_slots[next_unnamed].index[k] >= 0))
+			next_unnamed++;
+		if (next_unnamed < cg_nslots)
+			b->slot = next_unnamed;
 		else
 		{
-			CgSlot	   *slot;
-
-			while (cg_slots[next_free].index[active] >= 0 ||
-				   cg_slots[next_free].index[k] >= 0)
-				next_free++;	/* 2 x max_budgets slots: always one */
-			b->slot = next_free;
-			slot = &cg_slots[next_free];
-			memcpy(slot->name, b->name, NAMEDATALEN);
-			cg_reset_counters(&slot->c);
+			/* 2 x max_budgets slots: a free one is always there */
+			while (cg_slots[next_retired].index[active] >= 0 ||
+				   cg_slots[next_retired].index[k] >= 0)
+				next_retired++;
+			b->slot = next_retired;
 		}
-		cg_slots[b->slot].index[k] = i;
+		slot = &cg_slots[b->slot];
+		memcpy(slot->name, b->name, NAMEDATALEN);
+		cg_reset_counters(&slot->c);
+		slot->index[k] = i;
 	}
-	if (names)
-		hash_destroy(names);
+	hash_destroy(names);
 }
 
 /*

@@ -5,7 +5,8 @@
  *
  * _PG_init reads like a table of contents: it refuses to run unless
  * preloaded, defines the settings, installs the shared-memory, login and
- * statement hooks and registers the background worker.
+ * statement hooks and registers the background workers (the worker and
+ * the loader).
  *
  * Copyright (c) 2026, conngov developers
  *
@@ -277,7 +278,10 @@ _PG_init(void)
 	cg_notify_init();
 	cg_guard_init();
 	cg_statements_init();
-	/* pg_upgrade's servers (binary-upgrade mode) run no worker */
+	/* pg_upgrade's servers (binary-upgrade mode) run no worker or loader */
 	if (!IsBinaryUpgrade)
+	{
 		cg_register_worker();
+		cg_register_loader();
+	}
 }

@@ -17,6 +17,7 @@
 #include "postgres.h"
 
 #include "access/tupdesc.h"
+#include "lib/stringinfo.h"
 #include "datatype/timestamp.h"
 #include "postmaster/bgworker.h"
 #include "port/atomics.h"
@@ -80,14 +81,38 @@ typedef enum CgLoadState
 	CG_STATE_FAILED				/* could not be read (database gone ...) */
 } CgLoadState;
 
-/* What a loader process reports (CgSharedState.loader_result). */
+/* How one load went (cg_load_budgets, loader.c). */
 typedef enum CgLoadResult
 {
-	CG_LOAD_RUNNING,			/* no report yet: it died if it is gone */
 	CG_LOAD_DONE,				/* published (state and reason say what) */
-	CG_LOAD_LOCKED,				/* the table was locked: nothing changed */
+	CG_LOAD_LOCKED,				/* the table was locked, or the read was
+								 * cancelled: nothing changed, try again */
 	CG_LOAD_FAILED				/* an error: reason says which */
 } CgLoadResult;
+
+/*
+ * The loader's state in shared memory, so that it outlives a loader
+ * process (one that left for a whole-database operation, or died while
+ * connecting).  Written by the loader under cg_shared->mutex, except
+ * leaving and leave_until (a backend running a whole-database operation
+ * on conngov.database) and reason (the loader's emit_log_hook).
+ */
+typedef struct CgLoaderState
+{
+	Latch	   *latch;			/* the loader's latch, NULL when none runs */
+	int			pid;			/* 0 = no loader process */
+	bool		connected;		/* connected to conngov.database */
+	bool		connecting;		/* connecting: a loader that died then failed */
+	uint32		serving;		/* request the load in progress serves */
+	TimestampTz last_load;		/* start of the last load (0 = none yet) */
+	TimestampTz retry_at;		/* back-off: next try (0 = none) */
+	int			retry_ms;		/* current back-off */
+	bool		failing;		/* the last load failed */
+	int			leaving;		/* whole-database operations running ... */
+	TimestampTz leave_until;	/* ... and the latest end of the last one */
+	char		reason[CG_REASON_LEN];	/* the last ERROR/FATAL text seen */
+	char		logged[CG_REASON_LEN];	/* the last cause logged */
+} CgLoaderState;
 
 typedef enum CgEventKind
 {
@@ -284,8 +309,9 @@ typedef struct CgSession
 	 * slot of the budget it waits for (CG_UNBUDGETED: admitted unbudgeted
 	 * at its next look).  Written by the owner under the shared lock, and
 	 * wait_slot by a publish under the exclusive lock when the budget it
-	 * waits for is gone (re-matching).  pid stays 0 while waiting: a waiter
-	 * is not a session yet.
+	 * waits for is gone (re-matching).  pid stays 0 while a login waits: a
+	 * waiter is not a session yet; a session renamed late (1.2) waits with
+	 * its pid set and its old charge kept.
 	 */
 	pg_atomic_uint64 wait_ticket;
 	int			wait_slot;
@@ -358,13 +384,15 @@ typedef struct CgEvent
  *   the inactive set and re-matches sessions; never taken by a login.
  * - events_lock (LWLock, same tranche): the events ring and event_next;
  *   EXCLUSIVE to append, SHARED to read.
- * - mutex (spinlock): worker_latch, worker_pid, loader_result and
- *   loader_reason (written by the loader, read by the worker), and
- *   load_reason (written by the worker and the loader, read by health()),
- *   refusal_log (refused logins, conngov.log_refusals = sampled).
- * - reload_requested/reload_done/ryw_requested: atomics; reload_cv wakes
- *   reload() callers and the COMMITs of row changes waiting for their
- *   publish (notify.c).
+ * - mutex (spinlock): worker_latch, worker_pid, loader (CgLoaderState:
+ *   written by the loader, read by health(), cg_loader_can_load() and the
+ *   whole-database guard, which writes leaving and leave_until), load_reason (written
+ *   by the loader, read by health()), refusal_log (refused logins,
+ *   conngov.log_refusals = sampled).
+ * - reload_requested/reload_done/ryw_requested/pending_since: atomics
+ *   (cg_request_load() bumps the first, the loader the second once it
+ *   has served a request, successfully or not); reload_cv wakes reload()
+ *   callers and commits waiting for a row change to be published.
  * - 1.1: has_floors, floors_sum, nfloors, floor_list under lock (written
  *   by a publish); floors_unused and wait_ticket_next are atomics changed
  *   under the shared lock (and set by a publish).
@@ -397,12 +425,13 @@ typedef struct CgSharedState
 	pg_atomic_uint32 ryw_requested; /* the request of the last row change */
 	pg_atomic_uint32 reload_done;
 	ConditionVariable reload_cv;
+	pg_atomic_uint64 pending_since; /* TimestampTz of the oldest request not
+									 * served yet, 0 = none (health()) */
 
-	/* worker and its loader, under mutex */
+	/* worker and loader, under mutex */
 	Latch	   *worker_latch;
 	int			worker_pid;
-	CgLoadResult loader_result;
-	char		loader_reason[CG_REASON_LEN];
+	CgLoaderState loader;
 	uint32		exempt_checked; /* hash of the exempt_roles last checked */
 
 	/* unbudgeted sessions */
@@ -608,9 +637,13 @@ extern const char *cg_budget_status(uint32 total, int32 max_connections,
 									TimestampTz last_refused_at);
 
 /*---- loader.c ----*/
-extern bool cg_start_loader(BackgroundWorkerHandle **handle);
+extern void cg_register_loader(void);
 extern PGDLLEXPORT void cg_loader_main(Datum main_arg);
+extern uint32 cg_request_load(bool rows);
 extern bool cg_loader_can_load(void);
+extern void cg_loader_leave(void);
+extern void cg_loader_back(void);
+extern void cg_loader_health(StringInfo buf, bool *ok);
 
 /*---- guard.c ----*/
 extern void cg_guard_init(void);
@@ -684,6 +717,8 @@ extern void cg_statements_init(void);
 /*---- worker.c ----*/
 extern void cg_register_worker(void);
 extern PGDLLEXPORT void cg_worker_main(Datum main_arg);
+extern void cg_recover_from_error(MemoryContext loop_ctx, int *pause_ms);
+extern bool cg_loop_begin(MemoryContext loop_ctx);
 
 /*---- idle.c ----*/
 extern TimestampTz cg_sweep(bool dry_run, Oid as_role,

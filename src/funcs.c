@@ -33,7 +33,7 @@
 #include "compat.h"
 #include "conngov.h"
 
-/* How long reload() waits for the worker. */
+/* How long reload() waits for the loader. */
 #define CG_RELOAD_WAIT_MS	10000
 
 PG_FUNCTION_INFO_V1(conngov_usage);
@@ -387,8 +387,8 @@ conngov_match(PG_FUNCTION_ARGS)
 }
 
 /*
- * conngov.reload(): have the worker read the table now and wait until it
- * has; returns the number of budgets loaded.  The worker reads in its own
+ * conngov.reload(): have the loader read the table now and wait until it
+ * has; returns the number of budgets loaded.  The loader reads in its own
  * transaction, so only committed rows count.
  */
 Datum
@@ -408,10 +408,8 @@ conngov_reload(PG_FUNCTION_ARGS)
 				 errdetail("conngov loads committed budgets only."),
 				 errhint("Commit first: committed changes apply by themselves within a second.")));
 
-	request = pg_atomic_add_fetch_u32(&cg_shared->reload_requested, 1);
 	/* at once, as a change of the rows (only privileged roles call it) */
-	pg_atomic_write_u32(&cg_shared->ryw_requested, request);
-	cg_wake_worker();
+	request = cg_request_load(true);
 
 	ConditionVariablePrepareToSleep(&cg_shared->reload_cv);
 	while ((int32) (pg_atomic_read_u32(&cg_shared->reload_done) - request) < 0)
@@ -422,9 +420,9 @@ conngov_reload(PG_FUNCTION_ARGS)
 			ConditionVariableCancelSleep();
 			ereport(ERROR,
 					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-					 errmsg("conngov worker did not reload the budgets within %d seconds",
+					 errmsg("conngov loader did not reload the budgets within %d seconds",
 							CG_RELOAD_WAIT_MS / 1000),
-					 errhint("Check the server log: the worker runs in database \"%s\".",
+					 errhint("Check the server log and conngov.health(): the loader reads database \"%s\".",
 							 cg_database)));
 		}
 		(void) ConditionVariableTimedSleep(&cg_shared->reload_cv, 100,

@@ -233,7 +233,9 @@ cg_health_history(StringInfo buf)
  * refusal in conngov.refusal_window) are healthy, warning and critical are
  * degraded, exhausted (refusals in the window) is unhealthy.  A budget of 0 connections blocks its
  * application on purpose: it is listed but does not make conngov
- * unhealthy.  Budgets not loaded yet (just after a start) are degraded.
+ * unhealthy.  Budgets not loaded yet (just after a start) are degraded,
+ * and so is a load requested more than a second ago that has not
+ * happened (1.2, the "loads" check).
  */
 Datum
 conngov_health(PG_FUNCTION_ARGS)
@@ -332,6 +334,15 @@ conngov_health(PG_FUNCTION_ARGS)
 			escape_json(&buf, reason);
 		}
 		appendStringInfoChar(&buf, '}');
+		if (!ok)
+			worst = Max(worst, 1);
+	}
+
+	/* 1.2: a load requested and not done within a second (loader.c) */
+	{
+		bool		ok;
+
+		cg_loader_health(&buf, &ok);
 		if (!ok)
 			worst = Max(worst, 1);
 	}

@@ -1,11 +1,11 @@
 /*-------------------------------------------------------------------------
  *
  * notify.c
- *		Telling the worker about committed changes to conngov.budgets.
+ *		Telling the loader about committed changes to conngov.budgets.
  *
  * A statement trigger on the table, and the object access hook for a
  * DROP of the table or the extension, mark the transaction; its commit
- * callback bumps the reload request and sets the worker's latch.  Nothing
+ * callback bumps the reload request and sets the loader's latch.  Nothing
  * is published from inside the writing transaction, so a rollback never
  * applies.  The trigger also warns when the enforce budgets no longer fit
  * the server, and (1.1) refuses floors that do not fit it.
@@ -16,7 +16,7 @@
  * COMMIT has returned, every later login and monitoring call sees the new
  * budgets, and no login ever waits for a publish.  Only a role allowed to
  * write the table waits; DDL and database changes, which also make the
- * worker look again, wait for nothing.
+ * loader look again, wait for nothing.
  *
  * The wait copies PostgreSQL's synchronous-commit wait (SyncRepWaitForLSN):
  * it runs after the commit record, inside CommitTransaction with
@@ -27,7 +27,7 @@
  * pending, so that the session ends right after the commit; the death of
  * the postmaster is treated as a terminate, never as an exit.  The bound,
  * conngov.commit_wait_timeout, is measured on the monotonic clock, and a
- * wait that runs out says so.  It sleeps on the latch, which the worker's
+ * wait that runs out says so.  It sleeps on the latch, which the loader's
  * broadcast on reload_cv sets: no polling tick.
  *
  * No wait at all when it cannot succeed: in a background worker (logical
@@ -123,7 +123,7 @@ cg_commit_can_wait(void)
  * holds them): it raises no ERROR and never exits, and handles a pending
  * cancel, terminate or postmaster death as SyncRepWaitForLSN() does, with
  * a WARNING; a terminate is left pending for after the commit.  The
- * worker's broadcast on reload_cv sets our latch; after each wake-up we
+ * loader's broadcast on reload_cv sets our latch; after each wake-up we
  * join the sleepers again before looking, so that no broadcast is missed.
  */
 static void
@@ -203,7 +203,7 @@ cg_wait_published(uint32 request)
 
 /*
  * cg_xact_callback: after a transaction that changed conngov.budgets
- * commits, ask the worker to reload.  A rollback forgets the change.
+ * commits, ask the loader to reload.  A rollback forgets the change.
  * Cannot fail: atomics, a spinlock and SetLatch.
  */
 static void
@@ -217,11 +217,8 @@ cg_xact_callback(XactEvent event, void *arg)
 			{
 				uint32		request;
 
-				request = pg_atomic_add_fetch_u32(&cg_shared->reload_requested, 1);
 				/* read-your-writes: the load first, then COMMIT returns */
-				if (cg_rows_changed)
-					pg_atomic_write_u32(&cg_shared->ryw_requested, request);
-				cg_wake_worker();
+				request = cg_request_load(cg_rows_changed);
 				if (cg_rows_changed && event == XACT_EVENT_COMMIT &&
 					cg_commit_can_wait())
 					cg_wait_published(request);
@@ -233,6 +230,7 @@ cg_xact_callback(XactEvent event, void *arg)
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
 		case XACT_EVENT_PREPARE:
+			/* a prepared change loads at COMMIT PREPARED (guard.c) */
 			cg_change_pending = false;
 			cg_rows_changed = false;
 			cg_changed_relid = InvalidOid;
@@ -348,7 +346,7 @@ cg_check_floors_fit(Relation rel)
 				 errhint("Lower min_connections of some budgets or raise max_connections of the server.")));
 }
 
-/* Mark this transaction: the worker reloads once it commits. */
+/* Mark this transaction: the loader reloads once it commits. */
 static void
 cg_mark_changed(void)
 {

@@ -218,6 +218,7 @@ cg_shmem_startup(void)
 		pg_atomic_init_u32(&cg_shared->reload_requested, 0);
 		pg_atomic_init_u32(&cg_shared->ryw_requested, 0);
 		pg_atomic_init_u32(&cg_shared->reload_done, 0);
+		pg_atomic_init_u64(&cg_shared->pending_since, 0);
 		ConditionVariableInit(&cg_shared->reload_cv);
 		cg_init_counters(&cg_shared->unbudgeted);
 		for (k = 0; k < 2; k++)

@@ -844,4 +844,108 @@ sub cg_commit_finish
 	return $c->{ret} = $c->{h}->result(0);
 }
 
+# Helpers of the load tests (023-026).
+push @EXPORT, qw(cg_loader_pid cg_first_outcome cg_hold_worker_slots
+  cg_free_worker_slots);
+
+# cg_loader_pid(node, dbname => 'postgres'): the conngov loader's pid when
+# it is connected to a database ('' when none is), and that database, as
+# "pid|datname".
+sub cg_loader_pid
+{
+	my ($node) = @_;
+	return $node->safe_psql('postgres',
+		"SELECT coalesce(string_agg(pid || '|' || coalesce(datname, ''), ','), '') FROM pg_stat_activity WHERE backend_type = 'conngov loader'"
+	);
+}
+
+# cg_first_outcome(node, t0, want => 'refused' or 'admitted', app => name,
+#   user => role): try a login of this identity again and again (a new
+# psql each time) until it is refused by a budget (or admitted), bounded
+# by timeout_default.  Returns the seconds from t0 (a Time::HiRes time) to
+# the end of the first login that had the outcome, or undef (and a diag).
+sub cg_first_outcome
+{
+	my ($node, $t0, %opt) = @_;
+	my $end = Time::HiRes::time() + $PostgreSQL::Test::Utils::timeout_default;
+	my ($rc, $out, $err);
+	for (;;)
+	{
+		($rc, $out, $err) =
+		  cg_login($node, app => $opt{app}, user => $opt{user});
+		my $t = Time::HiRes::time();
+		my $refused = $rc != 0
+		  && $err =~ /FATAL:  connection budget "[^"]+" exhausted/;
+		return $t - $t0
+		  if ($opt{want} eq 'refused' ? $refused : $rc == 0);
+		last if $t > $end;
+		usleep(10_000);
+	}
+	diag("cg_first_outcome: no login $opt{want} within "
+		  . "$PostgreSQL::Test::Utils::timeout_default s; last: rc $rc, $err");
+	return undef;
+}
+
+# cg_free_worker_slots(node): max_worker_processes minus the background
+# workers running, from pg_stat_activity (parallel workers, conngov's, any
+# other background worker), minus the logical replication launcher's slot,
+# taken at start whether it runs (a primary) or not yet (a standby).
+sub cg_free_worker_slots
+{
+	my ($node) = @_;
+	return $node->safe_psql(
+		'postgres', q{
+SELECT current_setting('max_worker_processes')::int - count(*)
+  - (current_setting('max_logical_replication_workers')::int > 0)::int
+FROM pg_stat_activity
+WHERE backend_type IN ('parallel worker', 'background worker')
+   OR backend_type LIKE 'conngov %'});
+}
+
+# cg_hold_worker_slots(node, user => role, dbname => 'postgres'): parallel
+# queries of user (a role with LOGIN only is enough) that hold every free
+# background worker slot until the test cancels them: parallel scans of
+# pg_attribute, forced by the session's own settings, sleeping 1 s a row.
+# Starts one query at a time (16 at most) until cg_free_worker_slots() is
+# 0 (polled, bounded by timeout_default); the caller checks that too.
+# Returns { clients => handle for cg_finish_clients, apps => [names] }.
+sub cg_hold_worker_slots
+{
+	my ($node, %opt) = @_;
+	my $set =
+	  'SET parallel_setup_cost = 0; SET parallel_tuple_cost = 0; '
+	  . 'SET min_parallel_table_scan_size = 0; '
+	  . 'SET max_parallel_workers_per_gather = 2; ';
+	my (@clients, @apps);
+	my $end = Time::HiRes::time() + $PostgreSQL::Test::Utils::timeout_default;
+	my $free = cg_free_worker_slots($node);
+	while ($free > 0 && @apps < 16 && Time::HiRes::time() < $end)
+	{
+		my $app = 'cg-slots-' . (@apps + 1);
+		push @apps, $app;
+		my $c = cg_start_clients(
+			$node,
+			clients => 1,
+			app => $app,
+			user => $opt{user},
+			dbname => $opt{dbname} // 'postgres',
+			sql => $set
+			  . 'SELECT count(*) FROM pg_catalog.pg_attribute WHERE pg_catalog.pg_sleep(1) IS NOT NULL');
+		push @clients, @$c;
+		# its workers are started when its Gather runs: wait for the
+		# leader to be active, then for the count to settle
+		$node->poll_query_until('postgres',
+			"SELECT count(*) = 1 FROM pg_stat_activity WHERE application_name = '$app' AND state = 'active' AND backend_type = 'client backend'"
+		);
+		my $before = -1;
+		while ($free != $before && Time::HiRes::time() < $end)
+		{
+			$before = $free;
+			usleep(200_000);
+			$free = cg_free_worker_slots($node);
+		}
+	}
+	return { clients => \@clients, apps => \@apps, set => $set };
+}
+
 1;

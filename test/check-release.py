@@ -8,13 +8,15 @@
 #   provides conngov with a file and a docfile that exist;
 # - one version everywhere: META.json (and its provides), debian/changelog,
 #   the top entry of CHANGELOG.md and conngov.control's default_version
-#   ('1.1' is 1.1.0); provides.file is the install script of that version;
+#   ('1.1' is 1.1.0); provides.file is the script that installs that
+#   version: its own conngov--X.Y.sql, or the newest full script of an
+#   older version that the upgrade scripts lead from;
 # - LICENSE is the PostgreSQL License, debian/copyright says the same, and
 #   every copyright line in the tree names LICENSE's holder.
 #
-# While the extension version of the package has not landed yet (its
-# install script conngov--X.Y.sql does not exist), a default_version behind
-# it is reported, not failed: once the script exists the check is strict.
+# While the extension version of the package has not landed yet (no script
+# installs it), a default_version behind it is reported, not failed: once
+# one does, the check is strict.
 #
 # Usage: python3 test/check-release.py [TREE]; exits 1 on any failure.
 
@@ -96,18 +98,40 @@ for where, v in versions.items():
     if semver(v) != package:
         fail(f"{where} says {v}, META.json version says {package}")
 
-script = f"conngov--{extversion(package)}.sql"
-pending = semver(control) != package and not (root / script).exists()
+def install_script(ext):
+    """The script CREATE EXTENSION starts from to install version ext: its
+    own conngov--ext.sql, or else the newest full script of an older
+    version from which upgrade scripts reach ext (as pg_stat_statements
+    ships one base script and its updates); None when there is none."""
+    if (root / f"conngov--{ext}.sql").exists():
+        return f"conngov--{ext}.sql"
+    key = lambda v: tuple(int(x) for x in v.split("."))
+    full = sorted((m.group(1) for f in root.glob("conngov--*.sql")
+                   if (m := re.fullmatch(r"conngov--(\d+\.\d+)\.sql", f.name))),
+                  key=key, reverse=True)
+    steps = {m.group(1): m.group(2) for f in root.glob("conngov--*--*.sql")
+             if (m := re.fullmatch(r"conngov--(\d+\.\d+)--(\d+\.\d+)\.sql", f.name))}
+    for base in (v for v in full if key(v) < key(ext)):
+        v = base
+        while v in steps and v != ext:
+            v = steps[v]
+        if v == ext:
+            return f"conngov--{base}.sql"
+    return None
+
+
+script = install_script(extversion(package))
+pending = semver(control) != package and script is None
 if semver(control) != package and not pending:
-    fail(f"conngov.control default_version is {control}, the package is {package} ({script} exists)")
+    fail(f"conngov.control default_version is {control}, the package is {package} ({script} installs it)")
 elif pending:
-    print(f"check-release: NOTE: conngov.control default_version is {control} and {script} "
-          f"does not exist yet: extension version {extversion(package)} has not landed; "
+    print(f"check-release: NOTE: conngov.control default_version is {control} and no script "
+          f"installs {extversion(package)} yet: extension version {extversion(package)} has not landed; "
           f"the package is labelled {package} but installs {control}")
-if prov.get("file") != script:
-    fail(f"META.json provides.conngov.file is {prov.get('file')!r}, not {script}")
+if script is not None and prov.get("file") != script:
+    fail(f"META.json provides.conngov.file is {prov.get('file')!r}, not {script}, the script that installs {extversion(package)}")
 for n in notes:
-    if pending and n.endswith(f"{script} does not exist"):
+    if pending and n.endswith("does not exist"):
         continue
     fail(n)
 

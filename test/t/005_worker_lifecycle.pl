@@ -29,8 +29,8 @@ sub sql { return $node->safe_psql('postgres', $_[0]); }
 
 
 ###########################################################################
-# the worker runs, once, connected to no database (conngov.database stays
-# free for whole-database operations; loaders visit it)
+# the worker runs, once, connected to no database (the loader, connected
+# to conngov.database, makes way for whole-database operations: 025)
 is( sql("SELECT count(*) || '|' || count(datname) FROM pg_stat_activity WHERE backend_type = 'conngov worker'"),
 	'1|0',
 	'one conngov worker, connected to no database');

@@ -191,7 +191,7 @@ $locker->{psql}->query_safe(
 my $idler = cg_session($node, 'locked-idle', 'regress_app');
 ($ret, $out, $err) = $node->psql('postgres', 'SELECT conngov.reload()');
 like($err,
-	qr/ERROR:  conngov worker did not reload the budgets within 10 seconds/,
+	qr/ERROR:  conngov loader did not reload the budgets within 10 seconds/,
 	'reload() gives up while the table is locked');
 ok( $node->poll_query_until(
 		'postgres',

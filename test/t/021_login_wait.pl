@@ -164,10 +164,10 @@ like(
 	'after login_wait the login is refused, saying how long it waited');
 ok($took >= 1.0, sprintf('... not before login_wait (%.2f s)', $took));
 
-# max_waiting NULL is the budget's max_connections: 0 here, so nobody waits
+# max_waiting NULL is least(max_connections, 5): 0 here, so nobody waits
 ($rc, $out, $err) = cg_login($node, user => 'regress_app', app => 'nowait-1');
 like($err, qr/0 logins wait for a place already, the budget's max_waiting\./,
-	'max_waiting NULL means max_connections (0: refused at once)');
+	'max_waiting NULL is at most max_connections (0: refused at once)');
 
 is( $m->query_safe(
 		"SELECT string_agg(budget || ':' || waited || ':' || wait_timeouts || ':' || refused || ':' || (wait_seconds_total > 0), ',' ORDER BY budget) FROM conngov.stats()"
@@ -239,6 +239,40 @@ cg_poll_for($node, "SELECT conngov.reload() >= 0", 't');
 is( $node->safe_psql('postgres',
 		"SELECT total || ':' || waiting FROM conngov.usage() WHERE budget = 'queued'"),
 	'0:0', 'after a restart nobody waits');
+
+# 1.2: max_waiting NULL is least(max_connections, 5): a budget of 6 lets
+# 5 logins wait, not 6
+cg_set_budgets($node,
+	'name, application_pattern, role_name, max_connections, login_wait, max_waiting',
+	"('dflt', 'dflt%', 'regress_app', 6, '50 s', NULL)");
+$m = cg_psql($node, 'postgres');
+my @dh = map {
+	cg_hold($node, user => 'regress_app', app => "dflt-h$_", monitor => $m)
+} 1 .. 6;
+is(scalar(grep { $_->{ok} } @dh), 6, 'the 6 places of "dflt" are taken');
+my @dw;
+for my $i (1 .. 5)
+{
+	push @dw,
+	  IPC::Run::start(
+		[
+			'psql', '-X', '-A', '-t', '-d',
+			cg_connstr($node, user => 'regress_app', app => "dflt-w$i"),
+			'-c', $cg_held_sql
+		],
+		'<', \undef, '>', \my $o, '2>', \my $e);
+	cg_poll_for($node, "SELECT waiting FROM conngov.usage() WHERE budget = 'dflt'",
+		$i, monitor => $m);
+}
+($rc, $out, $err) = cg_login($node, user => 'regress_app', app => 'dflt-w6');
+like($err, qr/5 logins wait for a place already, the budget's max_waiting\./,
+	'max_waiting NULL: at most 5 logins wait, whatever the budget allows');
+# the waiters' clients go away (they leave the queue), then the holders
+$_->kill_kill for @dw;
+cg_poll_for($node, "SELECT waiting FROM conngov.usage() WHERE budget = 'dflt'",
+	'0', monitor => $m);
+cg_release($node, $m, @dh);
+$m->quit;
 
 $node->stop;
 done_testing();

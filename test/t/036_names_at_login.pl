@@ -29,8 +29,16 @@ CREATE DATABASE regress_namedb;
 ALTER DATABASE regress_namedb SET application_name = 'named-db';
 CREATE TABLE public.work (who text);
 GRANT INSERT, SELECT ON public.work TO PUBLIC;
-CREATE PROCEDURE public.p(who text) LANGUAGE sql
-  AS $$ INSERT INTO public.work VALUES (who) $$;
+CREATE PROCEDURE public.p(who text) LANGUAGE plpgsql
+  AS $$ BEGIN INSERT INTO public.work VALUES (who); COMMIT; END $$;
+});
+# the same table and procedure in the database with a default name
+$node->safe_psql(
+	'regress_namedb', q{
+CREATE TABLE public.work (who text);
+GRANT INSERT, SELECT ON public.work TO PUBLIC;
+CREATE PROCEDURE public.p(who text) LANGUAGE plpgsql
+  AS $$ BEGIN INSERT INTO public.work VALUES (who); COMMIT; END $$;
 });
 cg_set_budgets($node,
 	'name, application_pattern, role_name, max_connections, login_wait, max_waiting',
@@ -60,25 +68,26 @@ isnt($rc, 0, 'options: the login over "named" fails');
 like($err, qr/FATAL:  connection budget "named" exhausted/,
 	'options: refused by the budget its options name');
 is(sql("SELECT count(*) FROM public.work WHERE who = 'options'"), '0',
-	'options: the refused session\'s CALL did not commit');
+	'options: the refused session\'s CALL (which commits) did not run');
 
 # a role default, and a database default: re-charged before the first
 # statement runs
 ($rc, $out, $err) = cg_login(
 	$node,
 	connstr => $node->connstr('postgres') . " user=regress_def application_name=''",
-	sql => "INSERT INTO public.work VALUES ('role')");
+	sql => "CALL public.p('role')");
 like($err, qr/FATAL:  connection budget "named" exhausted/,
 	'role default: refused by the budget its default names');
 is(sql("SELECT count(*) FROM public.work WHERE who = 'role'"), '0',
-	'role default: the refused session\'s INSERT did not commit');
+	'role default: the refused session\'s CALL (which commits) did not run');
 ($rc, $out, $err) = cg_login(
 	$node,
 	connstr => $node->connstr('regress_namedb') . " user=regress_app application_name=''",
-	sql => "SELECT 'db ran'");
+	sql => "CALL public.p('db')");
 like($err, qr/FATAL:  connection budget "named" exhausted/,
 	'database default: refused by the budget its default names');
-unlike($out, qr/db ran/, 'database default: the statement never ran');
+is($node->safe_psql('regress_namedb', "SELECT count(*) FROM public.work WHERE who = 'db'"), '0',
+	'database default: the refused session\'s CALL did not run');
 is(total('named'), '1', 'refused sessions leave no charge');
 
 ###########################################################################
