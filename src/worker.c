@@ -13,7 +13,10 @@
  * after a sweep cannot be due before the sweep time plus the smallest
  * configured timeout, so the worker never sleeps past that either; with no
  * timeouts configured it sleeps until woken (at most CG_MAX_SLEEP_MS).  It
- * talks to backends only through shared state and signals.
+ * talks to backends only through shared state and signals.  After a
+ * publish that lowered a limit whose on_lower is end_idle (the loader sets
+ * the latch then too), its next pass ends the idle sessions above the new
+ * limit (lower.c).
  *
  * Loads are the loader's (loader.c), a process of its own: nothing a load
  * waits for (a lock, a database being dropped) can stall the idle
