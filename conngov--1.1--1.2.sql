@@ -305,3 +305,75 @@ GRANT EXECUTE ON FUNCTION conngov.history(timestamptz, timestamptz, text) TO pg_
 GRANT EXECUTE ON FUNCTION conngov.at(timestamptz) TO pg_monitor;
 GRANT EXECUTE ON FUNCTION conngov.server_history(timestamptz, timestamptz) TO pg_monitor;
 GRANT EXECUTE ON FUNCTION conngov.history_summary(integer) TO pg_monitor;
+
+---- 1.2: a reference inside the database (\dx+ conngov, \df+ conngov.*, \d+ conngov.budgets) ----
+
+COMMENT ON TABLE conngov.budgets IS
+	'conngov: one connection budget per application (a login is charged to the first row, in (priority, name) order, whose pattern, role and database match it); a committed change applies when COMMIT returns; superusers only';
+COMMENT ON COLUMN conngov.budgets.name IS
+	'the budget''s name in errors, views and logs; 1 to 63 bytes';
+COMMENT ON COLUMN conngov.budgets.application_pattern IS
+	'SQL LIKE pattern (case-sensitive, \ escapes) for the application_name a login gives; at most 63 bytes; default % (any)';
+COMMENT ON COLUMN conngov.budgets.role_name IS
+	'only logins of this role; NULL = any role';
+COMMENT ON COLUMN conngov.budgets.database_name IS
+	'only logins to this database; NULL = any database';
+COMMENT ON COLUMN conngov.budgets.max_connections IS
+	'the budget: sessions at most (>= 0); a login over it is refused with SQLSTATE 53300';
+COMMENT ON COLUMN conngov.budgets.mode IS
+	'enforce (refuse over-budget logins, the default) or monitor (admit them and record would_refuse)';
+COMMENT ON COLUMN conngov.budgets.idle_timeout IS
+	'a session idle longer than this is ended by the worker; NULL = never; > 0';
+COMMENT ON COLUMN conngov.budgets.idle_in_transaction_timeout IS
+	'a session idle in a transaction (or aborted) longer than this is ended; NULL = never; > 0';
+COMMENT ON COLUMN conngov.budgets.idle_keep IS
+	'the N most recently active idle sessions are never ended for idleness (a warm pool); default 0';
+COMMENT ON COLUMN conngov.budgets.priority IS
+	'matching order: lower first, then by name; default 100';
+COMMENT ON COLUMN conngov.budgets.comment IS
+	'free text';
+COMMENT ON COLUMN conngov.budgets.min_connections IS
+	'(1.1) the budget''s floor: normal connection slots no other budget may take; 0 to max_connections; default 0';
+COMMENT ON COLUMN conngov.budgets.login_wait IS
+	'(1.1) how long a login over the budget waits for a place, first come first served, never in reserved room; NULL = refuse at once; below authentication_timeout';
+COMMENT ON COLUMN conngov.budgets.max_waiting IS
+	'(1.1) logins that may wait at once; NULL = least(max_connections, 5); >= 0';
+COMMENT ON COLUMN conngov.budgets.login_rate IS
+	'(1.2) logins admitted per second at most; NULL = no limit';
+COMMENT ON COLUMN conngov.budgets.login_burst IS
+	'(1.2) logins admitted at once above login_rate; NULL = the rate rounded up, at least 1';
+COMMENT ON COLUMN conngov.budgets.on_lower IS
+	'(1.2) refuse_new (default: lowering the limit ends nobody) or end_idle (the worker ends idle sessions above the new limit, longest idle first)';
+
+COMMENT ON FUNCTION conngov.validate_budget() IS
+	'trigger: refuses a bad budget row with a message that names the budget and what is allowed';
+COMMENT ON FUNCTION conngov.budgets_changed() IS
+	'trigger: checks that floors and waits fit the server and has the committed change loaded';
+COMMENT ON FUNCTION conngov.usage() IS
+	'per budget plus (unbudgeted): limit, sessions now, peak, available, ratio, status, floor, waiting; from shared counters only; pg_monitor';
+COMMENT ON FUNCTION conngov.sessions() IS
+	'per counted session: the budget it is charged to, its names at login and now, role, database, state; client_addr with pg_read_all_stats; pg_monitor';
+COMMENT ON FUNCTION conngov.match(text, name, name) IS
+	'the budget a login with this application_name, role and database would be charged to; pg_monitor';
+COMMENT ON FUNCTION conngov.headroom() IS
+	'the server''s connection slots: normal, reserved, in use, free, the part guaranteed to floors, oversubscription; pg_monitor';
+COMMENT ON FUNCTION conngov.health() IS
+	'jsonb {"status": healthy/degraded/unhealthy, "checks": [...]}: the server, the budgets'' load, loads, each budget, the history; pg_monitor';
+COMMENT ON FUNCTION conngov.stats() IS
+	'per budget: logins admitted, refused (limit, floors, rate), would-refuse, waited, paced, idle endings, peak, since stats_reset; pg_monitor';
+COMMENT ON FUNCTION conngov.events(timestamptz) IS
+	'the newest events first (refusals, waits, idle endings, loads), optionally only those after since; pg_monitor';
+COMMENT ON FUNCTION conngov.reset_stats() IS
+	'zeroes the counters of stats(); superusers';
+COMMENT ON FUNCTION conngov.reload() IS
+	'loads the budgets now and returns how many were loaded (changes apply by themselves); superusers';
+COMMENT ON FUNCTION conngov.sweep(boolean) IS
+	'the sessions an idle sweep ends now, or with dry_run (the default) would end; superusers, or a role granted it (then only sessions it may signal)';
+COMMENT ON FUNCTION conngov.history(timestamptz, timestamptz, text) IS
+	'(1.2) per budget and closed minute with activity, oldest first: exact peak of sessions, admitted, refused by reason, waits, idle endings; pg_monitor';
+COMMENT ON FUNCTION conngov.at(timestamptz) IS
+	'(1.2) the history of the minute that holds a moment, the budget with the highest peak first; pg_monitor';
+COMMENT ON FUNCTION conngov.server_history(timestamptz, timestamptz) IS
+	'(1.2) per closed minute: peak of sessions and waiting logins, the normal slots left at it, peak of waiting logins; pg_monitor';
+COMMENT ON FUNCTION conngov.history_summary(integer) IS
+	'(1.2) per budget over the last hours (1 to 168): figures and a line of 30 characters drawing the per-minute peaks; pg_monitor';
