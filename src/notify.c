@@ -182,7 +182,7 @@ cg_wait_published(uint32 request)
 			break;
 		}
 
-		/* never WL_EXIT_ON_PM_DEATH: an exit here would be a PANIC */
+		/* postmaster death is reported, never exited on: an exit here would be a PANIC */
 		rc = WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_POSTMASTER_DEATH,
 					   (long) left, cg_wait_event_commit());
 		ResetLatch(MyLatch);
