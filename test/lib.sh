@@ -63,6 +63,28 @@ cg_install_packages() {
 	export CG_PG_CONFIG CG_PG_BIN
 }
 
+# cg_fleet_services_off: Debian's etcd-server and patroni enable a service
+# each (etcd, patroni), started at install where the init system allows it
+# (not in a container whose policy-rc.d forbids it).  The fleet suite runs
+# its own etcd and Patroni on free ports: stop and disable any that runs.
+cg_fleet_services_off() {
+	local s
+	for s in etcd patroni; do
+		if [ -d /run/systemd/system ]; then
+			if systemctl is-active --quiet "$s.service" ||
+				systemctl is-enabled --quiet "$s.service" 2>/dev/null; then
+				echo "conngov: fleet: stopping and disabling the $s service"
+				cg_sudo systemctl disable --now --quiet "$s.service"
+			fi
+		elif [ -x "/etc/init.d/$s" ] &&
+			cg_sudo "/etc/init.d/$s" status >/dev/null 2>&1; then
+			echo "conngov: fleet: stopping and disabling the $s service"
+			cg_sudo "/etc/init.d/$s" stop >/dev/null
+			cg_sudo update-rc.d "$s" disable >/dev/null 2>&1 || true
+		fi
+	done
+}
+
 # cg_npm_install PACKAGE...: npm packages (node-postgres) into
 # $CG_CACHE/npm (default /var/cache/conngov/npm), installing Debian's
 # nodejs and npm first when there is no node; exports CG_NODE_MODULES.

@@ -8,6 +8,11 @@
 #   bash test/run-tests.sh clients    real drivers and poolers (test/clients/):
 #                                     pgjdbc + HikariCP, node-postgres,
 #                                     psycopg2 + SQLAlchemy, PgBouncer
+#   bash test/run-tests.sh fleet      a real Patroni cluster (test/fleet/):
+#                                     etcd and three Patroni nodes on
+#                                     loopback, conngov preloaded; budgets
+#                                     by node role and share, switchover,
+#                                     failover with pg_rewind
 #   bash test/run-tests.sh long       everything, then fuzz the matcher
 #                                     (FUZZ_SECONDS, default 300)
 #   bash test/run-tests.sh matrix     everything on PostgreSQL 15, 17 and 18
@@ -202,6 +207,10 @@ if [ "$what" = clients ]; then
 		libpostgresql-jdbc-java libhikaricp-java libslf4j-java \
 		python3-psycopg2 python3-sqlalchemy pgbouncer
 	cg_npm_install pg@8
+elif [ "$what" = fleet ]; then
+	# Debian's Patroni and etcd; the suite runs its own on free ports
+	cg_install_packages "$PGVER" patroni etcd-server
+	cg_fleet_services_off
 elif [ -n "${CG_NO_EXTRAS:-}" ]; then
 	cg_install_packages "$PGVER"
 else
@@ -258,6 +267,19 @@ case "$what" in
 			run_make installcheck REGRESS= PROVE_TESTS="test/clients/t/*.pl"
 		fi
 		;;
+	fleet)
+		if [ $# -gt 0 ]; then
+			run_make installcheck REGRESS= PROVE_TESTS="$*"
+		else
+			run_make installcheck REGRESS= PROVE_TESTS="test/fleet/t/*.pl"
+		fi
+		# a failed run keeps each fleet's etcd, Patroni and server logs
+		if [ "$status" != 0 ]; then
+			for f in "$CG_BUILD_DIR"/tmp_check/log/fleet_*/*.log; do
+				[ -f "$f" ] && { echo "=== $f (last 40 lines)"; tail -n 40 "$f"; }
+			done
+		fi
+		;;
 	tap)
 		if [ $# -gt 0 ]; then
 			run_make installcheck REGRESS= PROVE_TESTS="$*"
@@ -266,7 +288,7 @@ case "$what" in
 		fi
 		;;
 	*)
-		echo "usage: $0 [all|long|stress|matrix|others|package|regress|tap [t/NNN_x.pl ...]|clients [test/clients/t/NNN_x.pl ...]]" >&2
+		echo "usage: $0 [all|long|stress|matrix|others|package|regress|tap [t/NNN_x.pl ...]|clients [test/clients/t/NNN_x.pl ...]|fleet [test/fleet/t/NNN_x.pl ...]]" >&2
 		exit 2
 		;;
 esac

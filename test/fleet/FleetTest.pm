@@ -1,0 +1,513 @@
+
+# Copyright (c) 2026, conngov developers
+
+# FleetTest: a real Patroni cluster on loopback for the fleet suite
+# (test/fleet/t/*.pl, "bash test/run-tests.sh fleet") and for
+# bench/switchover.sh.  One etcd and three Patroni nodes (Debian's
+# "etcd-server" and "patroni"), each running the PostgreSQL whose bin
+# directory is `pg_config --bindir` (CG_PG_CONFIG, else the pg_config in
+# PATH), with conngov preloaded through Patroni's configuration.
+#
+#   use lib 'test/fleet';
+#   use FleetTest;
+#   my $fleet = FleetTest->new(reserved => [3, 8, 13]);
+#   $fleet->start;                        # node1 leads, node2 and node3 stream
+#   my $node = $fleet->node('node2');     # a PostgreSQL::Test::Cluster
+#   $fleet->switchover('node1', 'node2');
+#   $fleet->stop;                         # also at exit, even after a failure
+#
+# Every process runs as the calling user in a temporary directory; every
+# port is a free one on 127.0.0.1 (PostgreSQL::Test::Cluster::get_free_port);
+# every wait polls a record (Patroni's REST API, pg_stat_replication,
+# pg_is_in_recovery()) and is bounded by timeout_default.  Patroni's
+# superuser is "postgres" (PGUSER is set to it), its replication role
+# "replicator", its pg_rewind role "rewinder".
+package FleetTest;
+
+use strict;
+use warnings FATAL => 'all';
+
+use Exporter 'import';
+use File::Basename ();
+use File::Path qw(rmtree);
+use HTTP::Tiny;
+use JSON::PP;
+use POSIX qw(WNOHANG);
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use Time::HiRes qw(usleep);
+
+our @EXPORT = qw(fl_poll fl_pg_bindir);
+
+# Patroni's roles (created by Patroni at bootstrap).
+our $superuser = 'postgres';
+our $replication_role = 'replicator';
+our $rewind_role = 'rewinder';
+
+$ENV{PGUSER} = $superuser;
+
+# every fleet started and not stopped yet, stopped at exit
+my @live;
+
+# fl_poll(code, timeout => timeout_default, every => seconds): run code
+# every 50 ms (or every) until it returns true, at most timeout seconds;
+# returns its last result.
+sub fl_poll
+{
+	my ($code, %opt) = @_;
+	my $end =
+	  Time::HiRes::time() + ($opt{timeout} // $PostgreSQL::Test::Utils::timeout_default);
+	my $every = $opt{every} // 0.05;
+	for (;;)
+	{
+		my $r = $code->();
+		return $r if $r || Time::HiRes::time() > $end;
+		usleep(int($every * 1e6));
+	}
+}
+
+# fl_pg_bindir(): `pg_config --bindir` of the PostgreSQL under test.
+sub fl_pg_bindir
+{
+	my $pgc = $ENV{CG_PG_CONFIG} || 'pg_config';
+	my $dir = `$pgc --bindir`;
+	die "fleet: $pgc --bindir failed" if $? != 0;
+	chomp $dir;
+	return $dir;
+}
+
+# FleetTest->new(%opt): a fleet, not started.
+#   conngov => 1           preload conngov (0: shared_preload_libraries empty)
+#   max_connections => 30  Patroni sets it on every node's command line
+#   reserved => [3, 3, 3]  each node's superuser_reserved_connections
+#   exempt_roles => 'rewinder'   conngov.exempt_roles ('' for none)
+#   parameters => {}       more PostgreSQL settings for every node
+#   prefix => ''           prefix of the PostgreSQL::Test::Cluster names
+sub new
+{
+	my ($class, %opt) = @_;
+	my $self = {
+		conngov => $opt{conngov} // 1,
+		max_connections => $opt{max_connections} // 30,
+		reserved => $opt{reserved} // [ 3, 3, 3 ],
+		exempt_roles => $opt{exempt_roles} // $rewind_role,
+		parameters => $opt{parameters} // {},
+		prefix => $opt{prefix} // '',
+		names => [qw(node1 node2 node3)],
+		dir => _fleet_dir($opt{prefix} // ''),
+		scope => "cgfleet$$" . ($opt{prefix} // ''),
+		bindir => fl_pg_bindir(),
+		pids => {},
+		nodes => {},
+		rest => {},
+		http => HTTP::Tiny->new(timeout => 5),
+	};
+	bless $self, $class;
+	return $self;
+}
+
+# _fleet_dir(prefix): tmp_check/log/fleet_<test>_<prefix>, for etcd, the
+# configurations and every log: kept after a failure (run-tests.sh shows
+# the logs' tails), removed with tmp_check after a success.
+sub _fleet_dir
+{
+	my ($prefix) = @_;
+	my $test = File::Basename::basename($0);
+	$test =~ s/\.[^.]+$//;
+	my $dir = "$PostgreSQL::Test::Utils::log_path/fleet_${test}_$prefix";
+	$dir =~ s/_$//;
+	rmtree($dir);
+	mkdir($dir) or die "fleet: mkdir $dir: $!";
+	return $dir;
+}
+
+# dir(): the fleet's directory (etcd, configurations, logs).
+sub dir { return $_[0]{dir} }
+
+# names(): the members' names.
+sub names { return @{ $_[0]{names} } }
+
+# node(name): the member's PostgreSQL::Test::Cluster (host, port, psql).
+sub node { return $_[0]{nodes}{ $_[1] } }
+
+# patroni_log(name): the file with the member's Patroni output.
+sub patroni_log { return "$_[0]{dir}/$_[1].patroni.log" }
+
+# config_file(name): the member's Patroni configuration.
+sub config_file { return "$_[0]{dir}/$_[1].yml" }
+
+# _spawn(name, log, command...): start command in its own session, output
+# appended to log; remembers its pid under name.
+sub _spawn
+{
+	my ($self, $name, $log, @cmd) = @_;
+	my $pid = fork();
+	die "fleet: fork: $!" unless defined $pid;
+	if ($pid == 0)
+	{
+		open(STDIN, '<', '/dev/null') or POSIX::_exit(126);
+		open(STDOUT, '>>', $log) or POSIX::_exit(126);
+		open(STDERR, '>&', \*STDOUT) or POSIX::_exit(126);
+		POSIX::setsid();
+		# the test's PGAPPNAME, PGHOST, PGUSER... are not Patroni's: it
+		# names its own sessions ("Patroni")
+		delete $ENV{$_} for grep { /^PG/ } keys %ENV;
+		exec(@cmd) or POSIX::_exit(127);
+	}
+	$self->{pids}{$name} = $pid;
+	return $pid;
+}
+
+# _alive(name): whether the process started under name still runs (reaps
+# it when it exited).
+sub _alive
+{
+	my ($self, $name) = @_;
+	my $pid = $self->{pids}{$name} or return 0;
+	return 1 if waitpid($pid, WNOHANG) == 0;
+	delete $self->{pids}{$name};
+	return 0;
+}
+
+# _free_port(): a free TCP port on 127.0.0.1.
+sub _free_port
+{
+	return PostgreSQL::Test::Cluster::get_free_port();
+}
+
+# start(): etcd, then node1 (which bootstraps and leads; conngov's extension
+# and the test role regress_app are created there), then node2 and node3,
+# which clone it with pg_basebackup; returns once both stream from node1
+# with nothing to replay.
+sub start
+{
+	my ($self) = @_;
+	push @live, $self;
+	$self->_start_etcd;
+	my $i = 0;
+	for my $name ($self->names)
+	{
+		my $node = PostgreSQL::Test::Cluster->new($self->{prefix} . $name,
+			port => _free_port());
+		$node->{_logfile} = "$self->{dir}/$name.log";
+		$self->{nodes}{$name} = $node;
+		$self->{rest}{$name} = _free_port();
+		$self->_write_config($name, $self->{reserved}[ $i++ ]);
+	}
+	$self->start_member('node1');
+	$self->wait_member('node1', role => 'leader');
+	my $n1 = $self->node('node1');
+	$n1->safe_psql('postgres', 'CREATE ROLE regress_app LOGIN');
+	$n1->safe_psql('postgres', 'CREATE EXTENSION conngov') if $self->{conngov};
+	$self->start_member($_) for qw(node2 node3);
+	$self->wait_healthy('node1');
+	return;
+}
+
+sub _start_etcd
+{
+	my ($self) = @_;
+	my ($client, $peer) = (_free_port(), _free_port());
+	$self->{etcd} = "127.0.0.1:$client";
+	$self->_spawn(
+		'etcd', "$self->{dir}/etcd.log",
+		'etcd', '--name', 'fleet', '--data-dir', "$self->{dir}/etcd",
+		'--listen-client-urls', "http://127.0.0.1:$client",
+		'--advertise-client-urls', "http://127.0.0.1:$client",
+		'--listen-peer-urls', "http://127.0.0.1:$peer",
+		'--initial-advertise-peer-urls', "http://127.0.0.1:$peer",
+		'--initial-cluster', "fleet=http://127.0.0.1:$peer",
+		'--initial-cluster-state', 'new', '--logger', 'zap',
+		'--log-level', 'warn');
+	my $ok = fl_poll(
+		sub {
+			die "fleet: etcd exited, see $self->{dir}/etcd.log"
+			  unless $self->_alive('etcd');
+			my $r = $self->{http}->get("http://$self->{etcd}/health");
+			return $r->{success} && $r->{content} =~ /"health":\s*"true"/;
+		});
+	die "fleet: etcd not healthy, see $self->{dir}/etcd.log" unless $ok;
+	return;
+}
+
+# _write_config(name, superuser_reserved_connections): the member's Patroni
+# configuration (JSON, which is YAML).  What conngov needs is in
+# bootstrap.dcs.postgresql.parameters: shared_preload_libraries,
+# conngov.database, conngov.exempt_roles (the pg_rewind role).
+sub _write_config
+{
+	my ($self, $name, $reserved) = @_;
+	my $node = $self->node($name);
+	my $port = $node->port;
+	my %global = (
+		max_connections => $self->{max_connections},
+		wal_log_hints => 'on',
+		hot_standby => 'on',
+		logging_collector => 'on',
+		log_filename => 'postgresql.log',
+		log_file_mode => '0644',
+		log_line_prefix => '%m [%p] %e %q%a %u ',
+		log_connections => 'on',
+		log_disconnections => 'on',
+		shared_preload_libraries => $self->{conngov} ? 'conngov' : '',
+		%{ $self->{parameters} });
+	if ($self->{conngov})
+	{
+		$global{'conngov.database'} = 'postgres';
+		$global{'conngov.exempt_roles'} = $self->{exempt_roles};
+	}
+	my $password = 'fleet';
+	my $cfg = {
+		scope => $self->{scope},
+		namespace => '/conngov-fleet/',
+		name => $name,
+		log => { level => 'INFO' },
+		restapi => {
+			listen => "127.0.0.1:$self->{rest}{$name}",
+			connect_address => "127.0.0.1:$self->{rest}{$name}",
+		},
+		etcd3 => { host => $self->{etcd} },
+		bootstrap => {
+			dcs => {
+				ttl => 10,
+				loop_wait => 1,
+				retry_timeout => 3,
+				primary_start_timeout => 0,
+				postgresql => {
+					use_pg_rewind => JSON::PP::true,
+					use_slots => JSON::PP::true,
+					parameters => \%global,
+				},
+			},
+			initdb => [ { encoding => 'UTF8' }, { locale => 'C' } ],
+		},
+		postgresql => {
+			listen => "127.0.0.1:$port",
+			connect_address => "127.0.0.1:$port",
+			data_dir => $node->data_dir,
+			bin_dir => $self->{bindir},
+			pgpass => "$self->{dir}/$name.pgpass",
+			basebackup => [ { checkpoint => 'fast' } ],
+			authentication => {
+				superuser => { username => $superuser, password => $password },
+				replication =>
+				  { username => $replication_role, password => $password },
+				rewind => { username => $rewind_role, password => $password },
+			},
+			# per node: its own reserved slots, sockets and log (outside the
+			# data directory, which pg_basebackup and pg_rewind copy)
+			parameters => {
+				superuser_reserved_connections => $reserved,
+				unix_socket_directories => $node->host,
+				log_directory => "$self->{dir}/$name-log",
+			},
+			pg_hba => [
+				'local all all trust',
+				'local replication all trust',
+				'host all all 127.0.0.1/32 trust',
+				'host replication all 127.0.0.1/32 trust',
+			],
+		},
+		tags => {
+			nofailover => JSON::PP::false,
+			noloadbalance => JSON::PP::false,
+			clonefrom => JSON::PP::false,
+			nosync => JSON::PP::false,
+		},
+	};
+	mkdir "$self->{dir}/$name-log";
+	PostgreSQL::Test::Utils::append_to_file($self->config_file($name),
+		JSON::PP->new->canonical->pretty->encode($cfg));
+	# the server log, where $node->wait_for_log and ->log_content look
+	$node->{_logfile} = "$self->{dir}/$name-log/postgresql.log";
+	return;
+}
+
+# start_member(name): start the member's Patroni.
+sub start_member
+{
+	my ($self, $name) = @_;
+	$self->_spawn($name, $self->patroni_log($name), 'patroni',
+		$self->config_file($name));
+	return;
+}
+
+# rest(name, path): the member's REST API answer to GET path, decoded
+# (undef when it does not answer).
+sub rest
+{
+	my ($self, $name, $path) = @_;
+	my $r = $self->{http}->get("http://127.0.0.1:$self->{rest}{$name}$path");
+	return undef unless $r->{success} || $r->{status} == 503;
+	return eval { decode_json($r->{content}) };
+}
+
+# members(): { name => { role, state, timeline, lag, ... } } from the first
+# member whose REST API answers GET /cluster; {} when none does.
+sub members
+{
+	my ($self) = @_;
+	for my $name ($self->names)
+	{
+		next unless $self->_alive($name);
+		my $c = $self->rest($name, '/cluster') or next;
+		return { map { $_->{name} => $_ } @{ $c->{members} } };
+	}
+	return {};
+}
+
+# leader(): the leader's name in the DCS ('' when none).
+sub leader
+{
+	my ($self) = @_;
+	my $m = $self->members;
+	my ($l) = grep { $m->{$_}{role} eq 'leader' } keys %$m;
+	return $l // '';
+}
+
+# wait_member(name, role => leader|replica): wait until the DCS shows the
+# member running in that role and its server agrees (pg_is_in_recovery()).
+sub wait_member
+{
+	my ($self, $name, %opt) = @_;
+	my $want = $opt{role} eq 'leader' ? 'f' : 't';
+	my $ok = fl_poll(
+		sub {
+			die "fleet: Patroni of $name exited, see " . $self->patroni_log($name)
+			  unless $self->_alive($name);
+			my $m = $self->members->{$name} or return 0;
+			return 0 unless $m->{state} eq 'running' && $m->{role} eq $opt{role};
+			my ($rc, $out) =
+			  $self->node($name)->psql('postgres', 'SELECT pg_is_in_recovery()');
+			return $rc == 0 && $out eq $want;
+		});
+	die "fleet: $name is not a running $opt{role}: "
+	  . encode_json($self->members)
+	  unless $ok;
+	return;
+}
+
+# wait_healthy(leader): wait until leader leads, every other member is a
+# running replica streaming from it, and each has replayed what the leader
+# had written when they were all streaming.
+sub wait_healthy
+{
+	my ($self, $leader) = @_;
+	my @replicas = grep { $_ ne $leader } $self->names;
+	$self->wait_member($leader, role => 'leader');
+	$self->wait_member($_, role => 'replica') for @replicas;
+	my $in = join(', ', map { "'$_'" } @replicas);
+	my $ok = fl_poll(
+		sub {
+			my ($rc, $out) = $self->node($leader)->psql('postgres',
+				"SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming' AND application_name IN ($in)"
+			);
+			return $rc == 0 && $out == @replicas;
+		});
+	die "fleet: replicas of $leader are not streaming" unless $ok;
+	$self->node($leader)->wait_for_catchup($_, 'replay') for @replicas;
+	return;
+}
+
+# patronictl(args...): run patronictl with node1's configuration (any
+# member's would do: they share the DCS); returns (exit code, output).
+sub patronictl
+{
+	my ($self, @args) = @_;
+	my ($out, $err) = ('', '');
+	my $alive = (grep { $self->_alive($_) } $self->names)[0] // 'node1';
+	IPC::Run::run([ 'patronictl', '-c', $self->config_file($alive), @args ],
+		'<', \undef, '>', \$out, '2>', \$err,
+		IPC::Run::timeout($PostgreSQL::Test::Utils::timeout_default));
+	return ($? >> 8, $out . $err);
+}
+
+# switchover(leader, candidate): `patronictl switchover --force`; dies
+# when it fails.  Returns the seconds the command took.
+sub switchover
+{
+	my ($self, $leader, $candidate) = @_;
+	my $t0 = Time::HiRes::time();
+	my ($rc, $out) = $self->patronictl('switchover', '--leader', $leader,
+		'--candidate', $candidate, '--force', $self->{scope});
+	my $took = Time::HiRes::time() - $t0;
+	die "fleet: patronictl switchover failed ($rc): $out" if $rc != 0;
+	return $took;
+}
+
+# postmaster_pid(name): the pid in the member's postmaster.pid ('' when
+# there is none).
+sub postmaster_pid
+{
+	my ($self, $name) = @_;
+	my $f = $self->node($name)->data_dir . '/postmaster.pid';
+	return '' unless -f $f;
+	open(my $fh, '<', $f) or return '';
+	my $pid = <$fh> // '';
+	close($fh);
+	chomp $pid;
+	return $pid;
+}
+
+# kill_postmaster(name): SIGKILL to the member's postmaster; returns its pid.
+sub kill_postmaster
+{
+	my ($self, $name) = @_;
+	my $pid = $self->postmaster_pid($name);
+	die "fleet: no postmaster.pid for $name" unless $pid =~ /^\d+$/;
+	kill('KILL', $pid) or die "fleet: kill -KILL $pid: $!";
+	return $pid;
+}
+
+# log_content(name): the member's server log.
+sub log_content
+{
+	my ($self, $name) = @_;
+	my $f = $self->node($name)->logfile;
+	return -f $f ? PostgreSQL::Test::Utils::slurp_file($f) : '';
+}
+
+# stop(): stop every Patroni (which stops its PostgreSQL), then anything
+# still running (a postmaster with pg_ctl -m immediate), then etcd.  Safe
+# to call twice; runs at exit for a fleet not stopped.
+sub stop
+{
+	my ($self) = @_;
+	@live = grep { $_ != $self } @live;
+	my @patronis = grep { $self->_alive($_) } $self->names;
+	kill('TERM', $self->{pids}{$_}) for @patronis;
+	my $timeout = $PostgreSQL::Test::Utils::timeout_default;
+	fl_poll(sub { !grep { $self->_alive($_) } @patronis }, timeout => $timeout);
+	for my $name (@patronis)
+	{
+		next unless $self->_alive($name);
+		print STDERR "fleet: Patroni of $name still runs, SIGKILL\n";
+		kill('KILL', $self->{pids}{$name});
+		waitpid($self->{pids}{$name}, 0);
+		delete $self->{pids}{$name};
+	}
+	for my $name ($self->names)
+	{
+		my $node = $self->node($name) or next;
+		next unless $self->postmaster_pid($name) =~ /^\d+$/;
+		system($self->{bindir} . '/pg_ctl', '-D', $node->data_dir, '-m',
+			'immediate', '-s', 'stop');
+	}
+	if ($self->_alive('etcd'))
+	{
+		kill('TERM', $self->{pids}{etcd});
+		waitpid($self->{pids}{etcd}, 0);
+		delete $self->{pids}{etcd};
+	}
+	return;
+}
+
+END
+{
+	my $rc = $?;
+	$_->stop for reverse @live;
+	$? = $rc;
+}
+
+1;
