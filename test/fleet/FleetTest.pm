@@ -35,10 +35,12 @@ use JSON::PP;
 use POSIX qw(WNOHANG);
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
+use ConngovTest;
 use Test::More;
 use Time::HiRes qw(usleep);
 
-our @EXPORT = qw(fl_poll fl_pg_bindir);
+our @EXPORT = qw(fl_poll fl_pg_bindir fl_storm_is fl_usage fl_no_leaks
+  fl_replayed_then_loaded fl_epoch fl_loaded_since);
 
 # Patroni's roles (created by Patroni at bootstrap).
 our $superuser = 'postgres';
@@ -460,6 +462,19 @@ sub kill_postmaster
 	return $pid;
 }
 
+# freeze_walsenders(name): SIGSTOP to the member's walsenders, so that
+# what it writes next reaches no standby (a primary that dies with WAL its
+# standbys never got must be rewound before it can follow the new
+# primary).  Returns their pids: SIGKILL them once the postmaster is gone.
+sub freeze_walsenders
+{
+	my ($self, $name) = @_;
+	my @pids = split /\n/,
+	  $self->node($name)->safe_psql('postgres', 'SELECT pid FROM pg_stat_replication');
+	kill('STOP', @pids) == @pids or die "fleet: kill -STOP @pids: $!";
+	return @pids;
+}
+
 # log_content(name): the member's server log.
 sub log_content
 {
@@ -501,6 +516,166 @@ sub stop
 		delete $self->{pids}{etcd};
 	}
 	return;
+}
+
+# Test helpers --------------------------------------------------------
+
+# fl_epoch(node, timestamp text): its Unix epoch, computed by the server
+# (log timestamps carry the server's log_timezone).
+sub fl_epoch
+{
+	my ($node, $ts) = @_;
+	return $node->safe_psql('postgres',
+		"SELECT extract(epoch FROM '$ts'::timestamptz)::numeric(20,6)");
+}
+
+# fl_storm_is(node, label, app => name, clients => N, admitted => A,
+#   budget => name): N logins of regress_app with application_name app at
+# once; the admitted ones hold their session at a gate until every login
+# is decided.  Checks that exactly A were admitted and the other N - A
+# refused (SQLSTATE 53300) by budget, and nothing else happened.
+sub fl_storm_is
+{
+	my ($node, $label, %opt) = @_;
+	local $Test::Builder::Level = $Test::Builder::Level + 1;
+	my $gate = ConngovTest::cg_gate($node);
+	my $r = ConngovTest::cg_storm(
+		$node,
+		clients => $opt{clients},
+		app => $opt{app},
+		user => 'regress_app',
+		gate => $gate);
+	ConngovTest::cg_gate_quit($gate);
+	my $refused = $opt{clients} - $opt{admitted};
+	my @wrong = grep { !/FATAL:  connection budget "\Q$opt{budget}\E" exhausted/ }
+	  @{ $r->{errors} };
+	is( "$r->{admitted} admitted, $r->{refused} refused, $r->{other} other",
+		"$opt{admitted} admitted, $refused refused, 0 other",
+		"$label: $opt{clients} logins of $opt{app}, budget $opt{budget}")
+	  or diag(join("\n", @{ $r->{errors} }));
+	is(scalar(@wrong), 0, "$label: every refusal names budget $opt{budget}")
+	  or diag(join("\n", @wrong));
+	return;
+}
+
+# fl_usage(node): { budget => "max_connections|total" } from usage().
+sub fl_usage
+{
+	my ($node) = @_;
+	my %u;
+	for my $row (
+		split /\n/,
+		$node->safe_psql('postgres',
+			"SELECT budget, coalesce(max_connections::text, ''), total FROM conngov.usage()")
+	  )
+	{
+		my ($b, $max, $total) = split /\|/, $row, -1;
+		$u{$b} = "$max|$total";
+	}
+	return \%u;
+}
+
+# The charge of each budget in usage() against the client backends in
+# pg_stat_activity that budget matches (conngov.match()), empty when all
+# agree: the sessions of every application, of PostgreSQL's and Patroni's
+# roles, and the unbudgeted ones.
+my $fl_leak_sql = q{
+WITH a AS (
+  SELECT coalesce(conngov.match(application_name, usename, datname), '(unbudgeted)') AS budget
+  FROM pg_stat_activity WHERE backend_type = 'client backend'),
+c AS (SELECT budget, count(*) AS n FROM a GROUP BY 1)
+SELECT coalesce(string_agg(format('%s: usage() %s, sessions %s',
+    coalesce(u.budget, c.budget), coalesce(u.total, 0), coalesce(c.n, 0)), '; '), '')
+FROM conngov.usage() u FULL JOIN c ON c.budget = u.budget
+WHERE coalesce(u.total, 0) <> coalesce(c.n, 0)};
+
+# fl_no_leaks(fleet, label): on every node, each budget's usage().total
+# (and the unbudgeted row's) equals the count of the client backends it
+# matches.  Sessions come and go (Patroni's, the check's own): polled until
+# equal, bounded by timeout_default; a leak never gets equal.
+sub fl_no_leaks
+{
+	my ($fleet, $label) = @_;
+	local $Test::Builder::Level = $Test::Builder::Level + 1;
+	for my $name ($fleet->names)
+	{
+		my $node = $fleet->node($name);
+		my $diff;
+		fl_poll(sub { $diff = $node->safe_psql('postgres', $fl_leak_sql); $diff eq '' });
+		is($diff, '', "$label: $name: usage() matches pg_stat_activity, no charge leaked");
+	}
+	return;
+}
+
+# fl_loaded_since(node, t): the epoch of the node's first budgets_reloaded
+# event at or after epoch t (conngov's record of a publish that changed
+# the budgets in force), '' when none.
+sub fl_loaded_since
+{
+	my ($node, $t) = @_;
+	return $node->safe_psql('postgres',
+		"SELECT coalesce(min(extract(epoch FROM at))::numeric(20,6)::text, '') FROM conngov.events()"
+		  . " WHERE kind = 'budgets_reloaded' AND at >= to_timestamp($t)");
+}
+
+# fl_replayed_then_loaded(primary, [standbys], change, visible, loaded):
+# run the SQL change on the primary node and measure, on each standby node,
+# from replay to enforcement.  visible: a query that is true once the
+# change is replayed (the row is visible), loaded: one that is true once
+# conngov enforces it (usage()).  Each standby is polled every ~10 ms in
+# its own session: the replay happened after the statement_timestamp() of
+# the last poll that did not see the row (t_replay, a lower bound: the
+# figure is never flattered), and enforcement starts at conngov's
+# budgets_reloaded event that published it.  Returns { name => seconds }
+# (undef when not seen within timeout_default) and notes the figures.
+sub fl_replayed_then_loaded
+{
+	my ($primary, $standbys, $change, $visible, $loaded) = @_;
+	my %poll;
+	for my $s (@$standbys)
+	{
+		$poll{ $s->name } = ConngovTest::cg_psql($s, 'postgres');
+	}
+	my $sql =
+	  "SELECT extract(epoch FROM statement_timestamp())::numeric(20,6), ($visible), ($loaded)";
+	my (%t_replay, %t_seen, %done);
+	my $poll_once = sub {
+		for my $s (@$standbys)
+		{
+			my $n = $s->name;
+			next if $done{$n};
+			my ($t, $vis, $load) = split /\|/, $poll{$n}->query_safe($sql);
+			if ($vis ne 't')
+			{
+				$t_replay{$n} = $t;
+			}
+			elsif ($load eq 't')
+			{
+				$done{$n} = 1;
+			}
+		}
+		return keys(%done) == @$standbys;
+	};
+	$poll_once->();
+	$primary->safe_psql('postgres', $change);
+	fl_poll($poll_once, every => 0.01);
+	my %delay;
+	for my $s (@$standbys)
+	{
+		my $n = $s->name;
+		$poll{$n}->quit;
+		if (!$done{$n} || !defined $t_replay{$n})
+		{
+			diag("$n: the change was not enforced within the timeout");
+			$delay{$n} = undef;
+			next;
+		}
+		my $at = fl_loaded_since($s, $t_replay{$n});
+		$delay{$n} = $at eq '' ? undef : $at - $t_replay{$n};
+		note(sprintf('%s: replayed after %.6f, published at %s: %s s', $n, $t_replay{$n},
+				$at, defined $delay{$n} ? sprintf('%.3f', $delay{$n}) : '?'));
+	}
+	return \%delay;
 }
 
 END
