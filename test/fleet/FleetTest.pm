@@ -178,13 +178,13 @@ sub _free_port
 	return PostgreSQL::Test::Cluster::get_free_port();
 }
 
-# start(): etcd, then node1 (which bootstraps and leads; conngov's extension
-# and the test role regress_app are created there), then node2 and node3,
-# which clone it with pg_basebackup; returns once both stream from node1
-# with nothing to replay.
+# start(setup_sql => SQL): etcd, then node1 (which bootstraps and leads;
+# conngov's extension, the test role regress_app and setup_sql are created
+# there), then node2 and node3, which clone it with pg_basebackup; returns
+# once both stream from node1 with nothing to replay.
 sub start
 {
-	my ($self) = @_;
+	my ($self, %opt) = @_;
 	push @live, $self;
 	$self->_start_etcd;
 	my $i = 0;
@@ -202,6 +202,7 @@ sub start
 	my $n1 = $self->node('node1');
 	$n1->safe_psql('postgres', 'CREATE ROLE regress_app LOGIN');
 	$n1->safe_psql('postgres', 'CREATE EXTENSION conngov') if $self->{conngov};
+	$n1->safe_psql('postgres', $opt{setup_sql}) if $opt{setup_sql};
 	$self->start_member($_) for qw(node2 node3);
 	$self->wait_healthy('node1');
 	return;
@@ -423,6 +424,28 @@ sub patronictl
 		'<', \undef, '>', \$out, '2>', \$err,
 		IPC::Run::timeout($PostgreSQL::Test::Utils::timeout_default));
 	return ($? >> 8, $out . $err);
+}
+
+# set_parameter(name, value): change a PostgreSQL setting of every member
+# through Patroni's dynamic configuration (`patronictl edit-config`; undef
+# removes it), and wait until every member's server shows it.
+sub set_parameter
+{
+	my ($self, $name, $value) = @_;
+	my ($rc, $out) = $self->patronictl('edit-config', '--force', '--pg',
+		"$name=" . ($value // 'null'), $self->{scope});
+	die "fleet: patronictl edit-config failed ($rc): $out" if $rc != 0;
+	for my $n ($self->names)
+	{
+		my $node = $self->node($n);
+		fl_poll(
+			sub {
+				my ($r, $v) =
+				  $node->psql('postgres', "SELECT current_setting('$name', true)");
+				$r == 0 && $v eq ($value // '');
+			}) or die "fleet: $n does not show $name = " . ($value // '(default)');
+	}
+	return;
 }
 
 # switchover(leader, candidate): `patronictl switchover --force`; dies

@@ -20,25 +20,35 @@ use FleetTest;
 use PostgreSQL::Test::Utils;
 use Test::More;
 
-my $fleet = FleetTest->new(reserved => [ 3, 8, 13 ]);
-$fleet->start;
-my $n1 = $fleet->node('node1');
-
+# the budgets are in force before the standbys are cloned: pg_basebackup
+# and every Patroni session log in under the catch-all budget
 my $cols =
   'name, application_pattern, role_name, max_connections, priority, node_role, idle_timeout';
-$n1->safe_psql(
-	'postgres', "INSERT INTO conngov.budgets ($cols) VALUES
+my $fleet = FleetTest->new(reserved => [ 3, 8, 13 ]);
+$fleet->start(setup_sql => "INSERT INTO conngov.budgets ($cols) VALUES
 	('rw_primary', 'rw-%', NULL, 2, 10, 'primary', NULL),
 	('rw_standby', 'rw-%', NULL, 0, 20, 'standby', NULL),
 	('ro_standby', 'ro-%', NULL, 3, 10, 'standby', NULL),
 	('ro_primary', 'ro-%', NULL, 0, 20, 'primary', NULL),
 	('zz_all', '%', NULL, 0, 1000, 'any', '1s')");
-$fleet->wait_healthy('node1');
 for my $n (qw(node2 node3))
 {
 	ConngovTest::cg_poll_for($fleet->node($n),
 		"SELECT count(*) FROM conngov.usage() WHERE budget IN ('ro_standby', 'zz_all')", '2');
 }
+
+# what conngov spares: Patroni's superuser sessions are counted (charged
+# to the catch-all) but exempt; walsenders are not counted
+for my $n ($fleet->names)
+{
+	my $node = $fleet->node($n);
+	ConngovTest::cg_poll_is($node,
+		"SELECT string_agg(DISTINCT budget || ' ' || exempt, ',') FROM conngov.sessions() WHERE application_name = 'Patroni'",
+		'zz_all true', "$n: Patroni's sessions are charged to the catch-all and exempt");
+}
+is( $fleet->node('node1')->safe_psql('postgres',
+		'SELECT count(*) FROM pg_stat_replication r JOIN conngov.sessions() s USING (pid)'),
+	'0', 'node1: its walsenders are not counted');
 
 # check_roles(leader, label): the primary budgets on the leader, the
 # standby budgets on the others, with exact counts
@@ -166,5 +176,15 @@ for my $n ($fleet->names)
 }
 
 fl_no_leaks($fleet, 'after the failover');
+
+# the control: without conngov.exempt_roles the catch-all budget refuses
+# Patroni's pg_rewind role (a rewind would fail); superusers stay exempt
+$fleet->set_parameter('conngov.exempt_roles', undef);
+my ($rc, $out, $err) = ConngovTest::cg_login($fleet->node($leader), user => 'rewinder');
+like($err, qr/FATAL:  connection budget "zz_all" exhausted/,
+	'without conngov.exempt_roles, the catch-all refuses the rewind role');
+$fleet->set_parameter('conngov.exempt_roles', 'rewinder');
+($rc, $out, $err) = ConngovTest::cg_login($fleet->node($leader), user => 'rewinder');
+is($rc, 0, "with conngov.exempt_roles = 'rewinder', it logs in");
 $fleet->stop;
 done_testing();
