@@ -13,7 +13,7 @@ PGFILEDESC = "conngov - connection budgets per application"
 
 PG_CPPFLAGS = -I$(srcdir)/src
 
-REGRESS = setup budgets matching functions monitoring floors privileges trust reference upgrade cleanup
+REGRESS = setup budgets matching functions monitoring floors fleets privileges trust reference upgrade cleanup
 REGRESS_OPTS = --temp-config=$(srcdir)/test/regress.conf \
 	--temp-instance=./tmp_regress --load-extension=conngov \
 	--dbname=contrib_regression

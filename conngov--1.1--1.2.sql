@@ -45,6 +45,21 @@ ALTER TABLE conngov.budgets
 	ADD CONSTRAINT budgets_on_lower_check
 		CHECK (on_lower IN ('refuse_new', 'end_idle'));
 
+---- 1.2 (issue 21): fleets, one table for a primary and its standbys ----
+
+-- node_role: the budget applies only on nodes of that role (a standby
+-- reads the primary's table through replication; a promoted standby
+-- applies the primary's budgets at once).  max_share: the budget's limit
+-- on a node is least(max_connections, floor(max_share * the node's normal
+-- slots)), so one row fits nodes of different sizes.
+ALTER TABLE conngov.budgets
+	ADD COLUMN node_role text NOT NULL DEFAULT 'any',
+	ADD COLUMN max_share real,
+	ADD CONSTRAINT budgets_node_role_check
+		CHECK (node_role IN ('any', 'primary', 'standby')),
+	ADD CONSTRAINT budgets_max_share_check
+		CHECK (max_share > 0 AND max_share <= 1);
+
 /*
  * validate_budget: the CHECK constraints' rules, with messages that say
  * which budget and what is allowed.  The constraints stay as a backstop.
@@ -155,6 +170,19 @@ BEGIN
 		RAISE EXCEPTION 'invalid on_lower "%" for budget "%"', NEW.on_lower, NEW.name
 			USING ERRCODE = 'invalid_parameter_value',
 				DETAIL = 'A budget''s on_lower is "refuse_new" (lowering its limit ends nobody) or "end_idle" (the worker ends idle sessions above the new limit).';
+	END IF;
+	-- 1.2 (issue 21): fleets
+	IF NEW.node_role NOT IN ('any', 'primary', 'standby') THEN
+		RAISE EXCEPTION 'invalid node_role "%" for budget "%"', NEW.node_role, NEW.name
+			USING ERRCODE = 'invalid_parameter_value',
+				DETAIL = 'A budget''s node_role is "any" (every node), "primary" (only a node that is not in recovery) or "standby" (only nodes in recovery).';
+	END IF;
+	IF NEW.max_share IS NOT NULL AND NOT (NEW.max_share > 0 AND NEW.max_share <= 1) THEN
+		RAISE EXCEPTION 'max_share of budget "%" must be above 0 and at most 1, not %',
+			NEW.name, NEW.max_share
+			USING ERRCODE = 'invalid_parameter_value',
+				DETAIL = 'max_share is the part of a node''s normal connection slots the budget may use.',
+				HINT = 'Set it to NULL to use max_connections alone.';
 	END IF;
 	RETURN NEW;
 END
@@ -344,6 +372,10 @@ COMMENT ON COLUMN conngov.budgets.login_burst IS
 	'(1.2) logins admitted at once above login_rate; NULL = the rate rounded up, at least 1';
 COMMENT ON COLUMN conngov.budgets.on_lower IS
 	'(1.2) refuse_new (default: lowering the limit ends nobody) or end_idle (the worker ends idle sessions above the new limit, longest idle first)';
+COMMENT ON COLUMN conngov.budgets.node_role IS
+	'(1.2) the nodes the budget applies on: any (default), primary (not in recovery) or standby (in recovery); a promoted standby applies the primary''s budgets within a second';
+COMMENT ON COLUMN conngov.budgets.max_share IS
+	'(1.2) the part of a node''s normal connection slots the budget may use: its limit there is least(max_connections, floor(max_share * normal slots)); NULL = max_connections alone; above 0, at most 1';
 
 COMMENT ON FUNCTION conngov.validate_budget() IS
 	'trigger: refuses a bad budget row with a message that names the budget and what is allowed';

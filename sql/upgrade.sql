@@ -29,13 +29,13 @@ SELECT p.proname, has_function_privilege('pg_monitor', p.oid, 'EXECUTE') AS pg_m
   FROM pg_proc p WHERE p.pronamespace = 'conngov'::regnamespace
    AND p.proname IN ('usage', 'headroom', 'stats') ORDER BY 1;
 -- 1.1 -> 1.2: the rows kept; the new columns keep 1.1's behaviour (no
--- rate limit, a lowered limit ends nobody)
+-- rate limit, a lowered limit ends nobody, every node, no share)
 UPDATE conngov.budgets SET login_wait = '2 s', min_connections = 1 WHERE name = 'kept';
 SELECT budget, refused_for_floors, waited FROM conngov.stats();
 ALTER EXTENSION conngov UPDATE;
 SELECT extversion FROM pg_extension WHERE extname = 'conngov';
 SELECT name, max_connections, min_connections, login_wait, comment,
-       login_rate, login_burst, on_lower
+       login_rate, login_burst, on_lower, node_role, max_share
   FROM conngov.budgets;
 SELECT conngov.reload();
 SELECT budget, admitted >= 0 AS ok, refused_rate, paced, ended_lowered

@@ -17,7 +17,15 @@
  * A table of extension version 1.0 (the 1.1 library before ALTER EXTENSION
  * conngov UPDATE) lacks min_connections, login_wait and max_waiting: its
  * rows load with their defaults (no floor, no wait).  A 1.0 or 1.1 table
- * lacks login_rate, login_burst and on_lower: no rate limit, refuse_new.
+ * lacks login_rate, login_burst and on_lower: no rate limit, refuse_new;
+ * and node_role and max_share: every budget applies on every node, with
+ * its max_connections.
+ *
+ * A budget whose node_role is not this node's (a standby is a node in
+ * recovery) is left out of the load, as if the row were not there; the
+ * loader loads again when the node is promoted.  max_share makes the
+ * limit on this node least(max_connections, floor(max_share * normal
+ * slots)), and the floor and the default max_waiting follow that limit.
  *
  * Publishing fills the inactive budget set with no lock held, and takes the
  * lock exclusively only to make it the active one: a few words.  Counters
@@ -35,6 +43,8 @@
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
+
+#include <math.h>
 
 #include "access/htup_details.h"
 #include "access/table.h"
@@ -81,6 +91,8 @@ typedef enum CgColumnId
 	CG_COL_LOGIN_RATE,
 	CG_COL_LOGIN_BURST,
 	CG_COL_ON_LOWER,
+	CG_COL_NODE_ROLE,
+	CG_COL_MAX_SHARE,
 	CG_NCOLUMNS
 } CgColumnId;
 
@@ -112,6 +124,8 @@ static const struct
 	{"login_rate", FLOAT4OID, true},	/* 1.2 */
 	{"login_burst", INT4OID, true}, /* 1.2 */
 	{"on_lower", TEXTOID, true},	/* 1.2 */
+	{"node_role", TEXTOID, true},	/* 1.2 */
+	{"max_share", FLOAT4OID, true}, /* 1.2 */
 };
 
 /*
@@ -300,12 +314,50 @@ cg_untrusted_reason(Relation rel, AttrNumber *atts)
 }
 
 /*
- * cg_read_rows: every row of the table, in matching order (palloc'd,
- * *nrows of them).  Caller holds AccessShareLock on rel and an active
- * snapshot.  A plain heap scan: no index, no SQL.
+ * cg_share_limit: a budget's limit on this node: max_connections, or less
+ * when max_share (> 0, at most 1; 0 = unused) gives fewer of the node's
+ * normal slots.  The table's checks compute the same in SQL.
+ */
+static int32
+cg_share_limit(int32 max_connections, float4 max_share)
+{
+	double		share;
+
+	if (!(max_share > 0))
+		return max_connections;
+	share = floor((double) max_share * cg_normal_slots());
+	return (share < max_connections) ? (int32) share : max_connections;
+}
+
+/*
+ * cg_for_this_node: whether a row's node_role (absent in a 1.0 or 1.1
+ * table: any) applies on this node.
+ */
+static bool
+cg_for_this_node(TupleTableSlot *slot, AttrNumber att, bool standby)
+{
+	char		role[NAMEDATALEN];
+
+	if (att == InvalidAttrNumber)
+		return true;
+	cg_copy_text(role, slot, att, TEXTOID);
+	if (strcmp(role, "primary") == 0)
+		return !standby;
+	if (strcmp(role, "standby") == 0)
+		return standby;
+	return true;
+}
+
+/*
+ * cg_read_rows: every row of the table that applies on this node (a
+ * standby when standby), in matching order (palloc'd, *nrows of them;
+ * *other gets the rows for nodes of the other role).  Caller holds
+ * AccessShareLock on rel and an active snapshot.  A plain heap scan: no
+ * index, no SQL.
  */
 static CgBudget *
-cg_read_rows(Relation rel, const AttrNumber *atts, int *nrows)
+cg_read_rows(Relation rel, const AttrNumber *atts, bool standby,
+			 int *nrows, int *other)
 {
 	TableScanDesc scan;
 	TupleTableSlot *slot = table_slot_create(rel, NULL);
@@ -313,6 +365,7 @@ cg_read_rows(Relation rel, const AttrNumber *atts, int *nrows)
 	int			n = 0;
 	CgBudget   *rows = palloc(sizeof(CgBudget) * cap);
 
+	*other = 0;
 	scan = table_beginscan(rel, GetActiveSnapshot(), 0, NULL);
 	while (table_scan_getnextslot(scan, ForwardScanDirection, slot))
 	{
@@ -320,6 +373,11 @@ cg_read_rows(Relation rel, const AttrNumber *atts, int *nrows)
 		char		mode[NAMEDATALEN];
 
 		CHECK_FOR_INTERRUPTS();
+		if (!cg_for_this_node(slot, atts[CG_COL_NODE_ROLE], standby))
+		{
+			(*other)++;
+			continue;
+		}
 		if (n == cap)
 		{
 			if (cap >= (int) (MaxAllocSize / sizeof(CgBudget) / 2))
@@ -333,7 +391,10 @@ cg_read_rows(Relation rel, const AttrNumber *atts, int *nrows)
 		cg_copy_text(b->pattern, slot, atts[CG_COL_PATTERN], TEXTOID);
 		cg_copy_text(b->role_name, slot, atts[CG_COL_ROLE], NAMEOID);
 		cg_copy_text(b->database_name, slot, atts[CG_COL_DATABASE], NAMEOID);
-		b->max_connections = Max(cg_get_int4(slot, atts[CG_COL_MAX_CONNECTIONS]), 0);
+		/* 1.2: max_share makes it this node's share, if smaller */
+		b->max_connections =
+			cg_share_limit(Max(cg_get_int4(slot, atts[CG_COL_MAX_CONNECTIONS]), 0),
+						   cg_get_float4(slot, atts[CG_COL_MAX_SHARE]));
 		cg_copy_text(mode, slot, atts[CG_COL_MODE], TEXTOID);
 		b->monitor = (strcmp(mode, "monitor") == 0);
 		b->idle_timeout_ms = cg_get_timeout(slot, atts[CG_COL_IDLE_TIMEOUT]);
@@ -392,6 +453,19 @@ cg_warn_floors(const CgBudget *rows, int n)
 }
 
 /*
+ * cg_budgets_relid: conngov.budgets' OID, InvalidOid when there is none
+ * (whatever table it is: the loader's invalidation filter, loader.c).
+ * In a transaction.
+ */
+Oid
+cg_budgets_relid(void)
+{
+	Oid			nsp = get_namespace_oid("conngov", true);
+
+	return OidIsValid(nsp) ? get_relname_relid("budgets", nsp) : InvalidOid;
+}
+
+/*
  * cg_load_budgets: read the table and publish it.  Caller (the loader) is
  * in a transaction with an active snapshot, connected to conngov.database.
  * Returns CG_LOAD_LOCKED, publishing nothing, when the table is locked
@@ -400,21 +474,22 @@ cg_warn_floors(const CgBudget *rows, int n)
  * (nothing, with the reason in *reason, when there is no table or not the
  * extension's) and returns CG_LOAD_DONE.  When the table holds more rows
  * than conngov.max_budgets, the first ones in matching order are loaded.
+ * standby: whether this node is in recovery (read by the caller before
+ * the load, so that a promotion during it makes the loader load again).
  */
 CgLoadResult
-cg_load_budgets(char *reason)
+cg_load_budgets(char *reason, bool standby)
 {
-	Oid			nsp = get_namespace_oid("conngov", true);
-	Oid			relid;
+	Oid			relid = cg_budgets_relid();
 	Relation	rel;
 	AttrNumber	atts[CG_NCOLUMNS];
 	const char *why;
 	CgBudget   *rows;
 	int			nrows;
+	int			other;
 	int			n;
 
 	reason[0] = '\0';
-	relid = OidIsValid(nsp) ? get_relname_relid("budgets", nsp) : InvalidOid;
 	if (OidIsValid(relid) &&
 		!ConditionalLockRelationOid(relid, AccessShareLock))
 		return CG_LOAD_LOCKED;
@@ -430,7 +505,7 @@ cg_load_budgets(char *reason)
 		snprintf(reason, CG_REASON_LEN,
 				 "table conngov.budgets does not exist in database \"%s\"",
 				 cg_database);
-		cg_publish_budgets(NULL, 0, 0, CG_STATE_NO_TABLE, reason);
+		cg_publish_budgets(NULL, 0, 0, standby, 0, CG_STATE_NO_TABLE, reason);
 		return CG_LOAD_DONE;
 	}
 
@@ -440,15 +515,16 @@ cg_load_budgets(char *reason)
 	{
 		table_close(rel, NoLock);
 		strlcpy(reason, why, CG_REASON_LEN);
-		cg_publish_budgets(NULL, 0, 0, CG_STATE_UNTRUSTED, reason);
+		cg_publish_budgets(NULL, 0, 0, standby, 0, CG_STATE_UNTRUSTED, reason);
 		return CG_LOAD_DONE;
 	}
-	rows = cg_read_rows(rel, atts, &nrows);
+	rows = cg_read_rows(rel, atts, standby, &nrows, &other);
 	table_close(rel, NoLock);
 
 	n = Min(nrows, cg_max_budgets);
 	/* the WARNINGs once per change, not at every load (a standby's) */
-	if (!cg_publish_budgets(rows, n, nrows, CG_STATE_LOADED, ""))
+	if (!cg_publish_budgets(rows, n, nrows, standby, other,
+							CG_STATE_LOADED, ""))
 	{
 		pfree(rows);
 		return CG_LOAD_DONE;
@@ -613,7 +689,8 @@ cg_assign_slots(int k, int nbudgets)
 /*
  * cg_publish_budgets: replace the shared budgets by budgets[0..nbudgets)
  * (their policy part only), in state with reason (why nothing is enforced,
- * "" when loaded).  Called by the loader, and by the worker when a load
+ * "" when loaded), for a node in recovery or not (standby), nother rows
+ * of the table left out for their node_role.  Called by the loader, and by the worker when a load
  * failed; publish_lock keeps publishers one at a time.  Returns false when
  * nothing changed (a standby re-reads every second).
  *
@@ -635,6 +712,7 @@ cg_assign_slots(int k, int nbudgets)
  */
 bool
 cg_publish_budgets(CgBudget *budgets, int nbudgets, int nrows,
+				   bool standby, int nother,
 				   CgLoadState state, const char *reason)
 {
 	int			k;
@@ -657,7 +735,9 @@ cg_publish_budgets(CgBudget *budgets, int nbudgets, int nrows,
 	/* nothing changed: keep all as is (the active set is ours to read) */
 	k = cg_shared->active;
 	if (cg_shared->state == state && cg_shared->set[k].nbudgets == nbudgets &&
-		cg_shared->set[k].nrows == nrows)
+		cg_shared->set[k].nrows == nrows &&
+		cg_shared->loaded_standby == standby &&
+		cg_shared->nbudgets_other == nother)
 	{
 		for (i = 0; i < nbudgets; i++)
 			if (memcmp(&cg_budget_sets[k][i], &budgets[i],
@@ -746,6 +826,8 @@ cg_publish_budgets(CgBudget *budgets, int nbudgets, int nrows,
 	cg_shared->active = k;
 	cg_shared->nbudgets = nbudgets;
 	cg_shared->nbudgets_table = nrows;
+	cg_shared->loaded_standby = standby;
+	cg_shared->nbudgets_other = nother;
 	cg_shared->state = state;
 	cg_shared->loaded_at = GetCurrentTimestamp();
 	nwoken = cg_publish_waiters(woken);
@@ -783,7 +865,13 @@ cg_publish_budgets(CgBudget *budgets, int nbudgets, int nrows,
 
 	LWLockRelease(cg_shared->publish_lock);
 
-	snprintf(detail, sizeof(detail), "%d budgets loaded", nbudgets);
+	if (nother > 0)
+		snprintf(detail, sizeof(detail),
+				 "%d budgets loaded, %d left out for the %s (this node is %s)",
+				 nbudgets, nother, standby ? "primary" : "standbys",
+				 standby ? "a standby" : "the primary");
+	else
+		snprintf(detail, sizeof(detail), "%d budgets loaded", nbudgets);
 	cg_add_event(CG_EVENT_BUDGETS_RELOADED, NULL, MyProcPid, NULL, NULL, NULL,
 				 NULL, detail);
 	return true;

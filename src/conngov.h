@@ -417,6 +417,8 @@ typedef struct CgSharedState
 	CgBudgetSet set[2];
 	int			nbudgets;		/* = set[active].nbudgets */
 	int			nbudgets_table; /* = set[active].nrows */
+	bool		loaded_standby; /* 1.2: loaded for a node in recovery */
+	int			nbudgets_other; /* 1.2: rows left out for their node_role */
 	TimestampTz loaded_at;
 	TimestampTz stats_reset;
 
@@ -628,8 +630,10 @@ extern int	cg_match_budget(const char *application_name, const char *role_name,
 							const char *database_name);
 
 /*---- budgets.c ----*/
-extern CgLoadResult cg_load_budgets(char *reason);
+extern CgLoadResult cg_load_budgets(char *reason, bool standby);
+extern Oid	cg_budgets_relid(void);
 extern bool cg_publish_budgets(CgBudget *budgets, int nbudgets, int nrows,
+							   bool standby, int nother,
 							   CgLoadState state, const char *reason);
 extern int64 cg_interval_to_ms(const Interval *iv);
 extern const char *cg_status(uint32 total, int32 max_connections);
@@ -656,6 +660,8 @@ extern void cg_check_natts(TupleDesc desc, int ncols, const char *function);
 /*---- notify.c ----*/
 extern bool cg_changes_pending(void);
 extern void cg_notify_init(void);
+extern bool cg_rel_has_column(Relation rel, const char *name);
+extern void cg_budgets_here(Relation rel, StringInfo where, StringInfo limit);
 
 /*---- auth.c ----*/
 extern void cg_auth_init(void);

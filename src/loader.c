@@ -82,6 +82,7 @@
 #include "tcop/tcopprot.h"
 #include "utils/acl.h"
 #include "utils/guc.h"
+#include "utils/inval.h"
 #include "utils/json.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
@@ -92,6 +93,12 @@
 
 /* How often a standby re-reads the budgets (no trigger fires there). */
 #define CG_STANDBY_RELOAD_MS	1000
+/*
+ * How often a standby's loader takes the invalidations replay sent (a
+ * change of conngov.budgets replayed: load at once) and looks whether the
+ * node was promoted (load the primary's budgets).
+ */
+#define CG_STANDBY_POLL_MS		100
 /* Loads for DDL and database changes: at most one per this period. */
 #define CG_DDL_RELOAD_MS		500
 /* First retry interval while the budgets table is locked (doubles to 1 s). */
@@ -122,6 +129,8 @@ typedef struct CgLoaderLocal
 	bool		connected;		/* BackgroundWorkerInitializeConnection done */
 	bool		reload_now;		/* SIGHUP: load again (exempt roles check) */
 	int			error_pause_ms; /* back-off after an ERROR in the loop */
+	Oid			budgets_relid;	/* conngov.budgets at the last load */
+	bool		changed;		/* a relcache invalidation of it came */
 } CgLoaderLocal;
 
 static CgLoaderLocal cg_l;
@@ -498,7 +507,8 @@ cg_loader_failed(const char *why, uint32 request, TimestampTz now,
 			 "could not load the budgets from database \"%s\": %s",
 			 cg_database, why[0] != '\0' ? why :
 			 "the loader stopped without a result (see the log above)");
-	cg_publish_budgets(NULL, 0, 0, CG_STATE_FAILED, cause);
+	cg_publish_budgets(NULL, 0, 0, RecoveryInProgress(), 0,
+					   CG_STATE_FAILED, cause);
 	cg_loader_log_once(cause);
 	SpinLockAcquire(&cg_shared->mutex);
 	ms = cg_shared->loader.retry_ms;
@@ -608,7 +618,7 @@ cg_loader_transient(int sqlerrcode)
  * with its text in reason, not logged.
  */
 static CgLoadResult
-cg_loader_read(char *reason)
+cg_loader_read(char *reason, bool standby)
 {
 	CgLoadResult result;
 	MemoryContext ctx = CurrentMemoryContext;
@@ -619,7 +629,8 @@ cg_loader_read(char *reason)
 		StartTransactionCommand();
 		PushActiveSnapshot(GetTransactionSnapshot());
 		pgstat_report_activity(STATE_RUNNING, "loading budgets");
-		result = cg_load_budgets(reason);
+		result = cg_load_budgets(reason, standby);
+		cg_l.budgets_relid = cg_budgets_relid();
 		cg_check_exempt_roles();
 		/* conngov.exempt_roles applies to open sessions too */
 		cg_recheck_exempt();
@@ -669,11 +680,13 @@ cg_loader_serve(uint32 request, TimestampTz now)
 	ms = cg_shared->loader.retry_ms;
 	SpinLockRelease(&cg_shared->mutex);
 	cg_l.reload_now = false;
+	cg_l.changed = false;
 
 	if (!cg_l.connected)
 		cg_loader_connect();
 
-	switch (cg_loader_read(reason))
+	/* read before the load: a promotion during it makes another one */
+	switch (cg_loader_read(reason, RecoveryInProgress()))
 	{
 		case CG_LOAD_DONE:
 			/* loaded, or no table / not the extension's: reason says */
@@ -698,6 +711,43 @@ cg_loader_serve(uint32 request, TimestampTz now)
 		cg_wake_worker();
 }
 
+/* Whether the budgets in force were loaded for a node in recovery. */
+static bool
+cg_loaded_standby(void)
+{
+	bool		standby;
+
+	LWLockAcquire(cg_shared->lock, LW_SHARED);
+	standby = cg_shared->loaded_standby;
+	LWLockRelease(cg_shared->lock);
+	return standby;
+}
+
+/*
+ * cg_loader_relcache_cb: a relcache invalidation came (on a standby, sent
+ * by the replay of a commit that changed conngov.budgets, whose trigger
+ * asked for one: notify.c): load at once.  All relations (InvalidOid),
+ * and any relation while there is no table, count.
+ */
+static void
+cg_loader_relcache_cb(Datum arg, Oid relid)
+{
+	if (!OidIsValid(relid) || !OidIsValid(cg_l.budgets_relid) ||
+		relid == cg_l.budgets_relid)
+		cg_l.changed = true;
+}
+
+/*
+ * cg_loader_look: on a standby, take the invalidations that replay sent
+ * (an empty transaction takes them, as core does for a catch-up signal).
+ */
+static void
+cg_loader_look(void)
+{
+	StartTransactionCommand();
+	CommitTransactionCommand();
+}
+
 /*
  * cg_loader_due: whether a load is due now: the first one since server
  * start, after SIGHUP, a request not served yet (at once for a change of
@@ -715,7 +765,11 @@ cg_loader_due(uint32 request, bool standby, TimestampTz now, TimestampTz *wake)
 	SpinLockRelease(&cg_shared->mutex);
 
 	*wake = 0;
-	if (l.last_load == 0 || cg_l.reload_now)
+	/* a primary's loads come by request; its invalidations are its own */
+	if (l.last_load == 0 || cg_l.reload_now || (standby && cg_l.changed))
+		return true;
+	/* promoted since the last load: the primary's budgets apply now */
+	if (l.retry_at == 0 && cg_loaded_standby() != standby)
 		return true;
 	if ((int32) (request - l.serving) > 0)
 	{
@@ -768,6 +822,7 @@ cg_loader_main(Datum main_arg)
 									 ALLOCSET_DEFAULT_SIZES);
 	MemoryContextSwitchTo(loop_ctx);
 	cg_loader_attach();
+	CacheRegisterRelcacheCallback(cg_loader_relcache_cb, (Datum) 0);
 
 	/*
 	 * An ERROR outside a load (a load's own are caught in cg_loader_read)
@@ -784,6 +839,7 @@ cg_loader_main(Datum main_arg)
 		TimestampTz now;
 		TimestampTz wake;
 		long		timeout;
+		bool		standby;
 
 		/* SIGHUP: load again (conngov.exempt_roles may have changed) */
 		if (cg_loop_begin(loop_ctx))
@@ -791,8 +847,11 @@ cg_loader_main(Datum main_arg)
 
 		now = GetCurrentTimestamp();
 		cg_loader_must_leave(now);
+		standby = RecoveryInProgress();
+		if (standby && cg_l.connected)
+			cg_loader_look();
 		request = pg_atomic_read_u32(&cg_shared->reload_requested);
-		if (cg_loader_due(request, RecoveryInProgress(), now, &wake))
+		if (cg_loader_due(request, standby, now, &wake))
 		{
 			cg_loader_serve(request, now);
 			cg_l.error_pause_ms = 0;
@@ -807,6 +866,9 @@ cg_loader_main(Datum main_arg)
 		else
 			timeout = (long) Min((wake - now + 999) / 1000,
 								 (int64) CG_MAX_SLEEP_MS);
+		/* a standby looks for replayed changes and for its promotion */
+		if (standby && cg_l.connected)
+			timeout = Min(timeout, CG_STANDBY_POLL_MS);
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 						 timeout, cg_wait_event_main());
 		ResetLatch(MyLatch);

@@ -309,9 +309,13 @@ conngov_health(PG_FUNCTION_ARGS)
 		bool		ok = (state == CG_STATE_LOADED || state == CG_STATE_NO_TABLE);
 		char		reason[CG_REASON_LEN];
 		int			not_enforced;
+		int			other;
+		bool		standby;
 
 		LWLockAcquire(cg_shared->lock, LW_SHARED);
 		not_enforced = cg_shared->nbudgets_table - cg_shared->nbudgets;
+		other = cg_shared->nbudgets_other;
+		standby = cg_shared->loaded_standby;
 		LWLockRelease(cg_shared->lock);
 		/* rows beyond conngov.max_budgets are not enforced (degraded) */
 		if (not_enforced > 0)
@@ -328,6 +332,10 @@ conngov_health(PG_FUNCTION_ARGS)
 		if (not_enforced > 0)
 			appendStringInfo(&buf, ", \"not_enforced\": %d, \"max_budgets\": %d",
 							 not_enforced, cg_max_budgets);
+		/* 1.2: rows of the table for nodes of the other role (fleets) */
+		if (other > 0)
+			appendStringInfo(&buf, ", \"node_role\": \"%s\", \"for_other_role\": %d",
+							 standby ? "standby" : "primary", other);
 		if (reason[0] != '\0')
 		{
 			appendStringInfoString(&buf, ", \"reason\": ");

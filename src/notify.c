@@ -49,6 +49,7 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "access/xlog.h"
 #include "catalog/namespace.h"
 #include "catalog/objectaccess.h"
 #include "catalog/pg_class_d.h"
@@ -62,6 +63,7 @@
 #include "miscadmin.h"
 #include "portability/instr_time.h"
 #include "storage/lock.h"
+#include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 #include "utils/wait_event.h"
@@ -241,23 +243,76 @@ cg_xact_callback(XactEvent event, void *arg)
 }
 
 /*
- * cg_sum_enforce: the sum of a column of conngov.budgets over the enforce
- * budgets (false when there are none).  column is one of ours, never
- * user input.  Not read-only, so that SPI takes a snapshot that sees the
- * statement's own changes.
+ * cg_rel_has_column: whether the budgets table has a column (an older
+ * version's table, before ALTER EXTENSION conngov UPDATE, lacks some).
+ */
+bool
+cg_rel_has_column(Relation rel, const char *name)
+{
+	TupleDesc	desc = RelationGetDescr(rel);
+	int			i;
+
+	for (i = 0; i < desc->natts; i++)
+	{
+		Form_pg_attribute a = TupleDescAttr(desc, i);
+
+		if (!a->attisdropped && strcmp(NameStr(a->attname), name) == 0)
+			return true;
+	}
+	return false;
+}
+
+/*
+ * cg_budgets_here: for the checks that the budgets fit this server, SQL
+ * that selects the enforce budgets in force on this node (where), and the
+ * expression of a budget's limit here (limit), as the loader computes
+ * them (budgets.c): 1.2's node_role leaves out the other role's budgets,
+ * max_share lowers the limit to a share of the normal slots.  A table is
+ * written on a primary only, but a standby of another size may find the
+ * same rows too large: its load warns.
+ */
+void
+cg_budgets_here(Relation rel, StringInfo where, StringInfo limit)
+{
+	appendStringInfoString(where, "mode OPERATOR(pg_catalog.=) 'enforce'");
+	if (cg_rel_has_column(rel, "node_role"))
+		appendStringInfo(where, " AND node_role OPERATOR(pg_catalog.<>) '%s'",
+						 RecoveryInProgress() ? "primary" : "standby");
+	if (cg_rel_has_column(rel, "max_share"))
+		appendStringInfo(limit,
+						 "LEAST(max_connections, COALESCE(pg_catalog.floor("
+						 "max_share::pg_catalog.float8 OPERATOR(pg_catalog.*) "
+						 "%d::pg_catalog.float8)::pg_catalog.int4, max_connections))",
+						 cg_normal_slots());
+	else
+		appendStringInfoString(limit, "max_connections");
+}
+
+/*
+ * cg_sum_enforce: the sum of the limits (or, with floors, of the floors,
+ * at most the limit) of the enforce budgets in force on this node (false
+ * when there are none).  Not read-only, so that SPI takes a snapshot that
+ * sees the statement's own changes.
  */
 static bool
-cg_sum_enforce(const char *column, int64 *sum)
+cg_sum_enforce(Relation rel, bool floors, int64 *sum)
 {
 	bool		isnull;
-	char		sql[256];
+	StringInfoData where;
+	StringInfoData limit;
+	StringInfoData sql;
 
-	snprintf(sql, sizeof(sql),
-			 "SELECT pg_catalog.sum(%s)::pg_catalog.int8 FROM conngov.budgets"
-			 " WHERE mode OPERATOR(pg_catalog.=) 'enforce'", column);
+	initStringInfo(&where);
+	initStringInfo(&limit);
+	initStringInfo(&sql);
+	cg_budgets_here(rel, &where, &limit);
+	appendStringInfo(&sql, floors ?
+					 "SELECT pg_catalog.sum(LEAST(min_connections, %s))::pg_catalog.int8" :
+					 "SELECT pg_catalog.sum(%s)::pg_catalog.int8", limit.data);
+	appendStringInfo(&sql, " FROM conngov.budgets WHERE %s", where.data);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	if (SPI_execute(sql, false, 1) != SPI_OK_SELECT || SPI_processed != 1)
+	if (SPI_execute(sql.data, false, 1) != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "could not sum conngov.budgets");
 	*sum = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
 									   SPI_tuptable->tupdesc, 1, &isnull));
@@ -300,12 +355,12 @@ cg_warn_too_many(void)
  * slots for applications.
  */
 static void
-cg_warn_oversubscribed(void)
+cg_warn_oversubscribed(Relation rel)
 {
 	int64		sum;
 	int			slots = cg_normal_slots();
 
-	if (cg_sum_enforce("max_connections", &sum) && sum > slots)
+	if (cg_sum_enforce(rel, false, &sum) && sum > slots)
 		ereport(WARNING,
 				(errcode(ERRCODE_WARNING),
 				 errmsg("connection budgets are oversubscribed: enforce budgets add up to " INT64_FORMAT " connections, " INT64_FORMAT " more than the server's %d normal slots",
@@ -326,18 +381,10 @@ cg_check_floors_fit(Relation rel)
 {
 	int64		sum;
 	int			slots = cg_normal_slots();
-	TupleDesc	desc = RelationGetDescr(rel);
-	bool		has_column = false;
-	int			i;
 
-	for (i = 0; i < desc->natts; i++)
-	{
-		Form_pg_attribute a = TupleDescAttr(desc, i);
-
-		if (!a->attisdropped && strcmp(NameStr(a->attname), "min_connections") == 0)
-			has_column = true;
-	}
-	if (has_column && cg_sum_enforce("min_connections", &sum) && sum > slots)
+	/* a floor above the budget's limit here is that limit (budgets.c) */
+	if (cg_rel_has_column(rel, "min_connections") &&
+		cg_sum_enforce(rel, true, &sum) && sum > slots)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("connection budget floors do not fit the server: enforce budgets would guarantee " INT64_FORMAT " connections, " INT64_FORMAT " more than the server's %d normal slots",
@@ -374,6 +421,12 @@ conngov_budgets_changed(PG_FUNCTION_ARGS)
 	cg_changed_relid =
 		RelationGetRelid(((TriggerData *) fcinfo->context)->tg_relation);
 	/*
+	 * 1.2: the commit record carries a relcache invalidation of the table,
+	 * which a standby replays: its loader, which polls for invalidations,
+	 * loads at once instead of at its next periodic read (loader.c).
+	 */
+	CacheInvalidateRelcache(((TriggerData *) fcinfo->context)->tg_relation);
+	/*
 	 * The row trigger fires only under session_replication_role = replica
 	 * (logical replication's apply runs no statement triggers): it marks
 	 * the transaction, and leaves the checks to the statement trigger.
@@ -388,7 +441,7 @@ conngov_budgets_changed(PG_FUNCTION_ARGS)
 	{
 		cg_check_floors_fit(((TriggerData *) fcinfo->context)->tg_relation);
 		cg_check_waits_fit(((TriggerData *) fcinfo->context)->tg_relation);
-		cg_warn_oversubscribed();
+		cg_warn_oversubscribed(((TriggerData *) fcinfo->context)->tg_relation);
 	}
 	if (TRIGGER_FIRED_BY_INSERT(((TriggerData *) fcinfo->context)->tg_event))
 		cg_warn_too_many();

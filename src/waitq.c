@@ -444,35 +444,31 @@ cg_wait_for_place(CgSession *s, int slot, CgLogin *l)
 void
 cg_check_waits_fit(Relation rel)
 {
-	TupleDesc	desc = RelationGetDescr(rel);
-	bool		has_column = false;
 	bool		isnull;
 	int64		waits;
 	int64		floors;
 	int			slots = cg_normal_slots();
-	char		sql[512];
-	int			i;
+	StringInfoData where;
+	StringInfoData limit;
+	StringInfoData sql;
 
-	for (i = 0; i < desc->natts; i++)
-	{
-		Form_pg_attribute a = TupleDescAttr(desc, i);
-
-		if (!a->attisdropped && strcmp(NameStr(a->attname), "max_waiting") == 0)
-			has_column = true;
-	}
-	if (!has_column)
+	if (!cg_rel_has_column(rel, "max_waiting"))
 		return;
 
-	snprintf(sql, sizeof(sql),
-			 "SELECT pg_catalog.sum(CASE WHEN login_wait IS NULL THEN 0"
-			 " ELSE COALESCE(max_waiting,"
-			 " LEAST(max_connections, %d)) END)::pg_catalog.int8,"
-			 " pg_catalog.sum(min_connections)::pg_catalog.int8"
-			 " FROM conngov.budgets WHERE mode OPERATOR(pg_catalog.=) 'enforce'",
-			 CG_DEFAULT_MAX_WAITING);
+	/* the budgets in force here, with their limit here (1.2, notify.c) */
+	initStringInfo(&where);
+	initStringInfo(&limit);
+	cg_budgets_here(rel, &where, &limit);
+	initStringInfo(&sql);
+	appendStringInfo(&sql,
+					 "SELECT pg_catalog.sum(CASE WHEN login_wait IS NULL THEN 0"
+					 " ELSE COALESCE(max_waiting, LEAST(%s, %d)) END)::pg_catalog.int8,"
+					 " pg_catalog.sum(LEAST(min_connections, %s))::pg_catalog.int8"
+					 " FROM conngov.budgets WHERE %s",
+					 limit.data, CG_DEFAULT_MAX_WAITING, limit.data, where.data);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	if (SPI_execute(sql, false, 1) != SPI_OK_SELECT || SPI_processed != 1)
+	if (SPI_execute(sql.data, false, 1) != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "could not sum conngov.budgets");
 	waits = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
 										SPI_tuptable->tupdesc, 1, &isnull));
