@@ -85,6 +85,29 @@ cg_fleet_services_off() {
 	done
 }
 
+# cg_fleet_leftovers TMP_CHECK: end what a fleet test killed before its
+# own clean-up left running: the etcd and Patroni processes it recorded
+# (test/fleet/FleetTest.pm, by pid, if its command line still names that
+# fleet's directory), then any
+# server still running in its data directories.
+cg_fleet_leftovers() {
+	local f pid d
+	for f in "$1"/log/fleet_*/pids; do
+		[ -f "$f" ] || continue
+		while read -r pid; do
+			if tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline" |
+				grep -qF "${f%/pids}/"; then
+				echo "conngov: fleet: ending leftover process $pid"
+				cg_sudo kill "$pid" 2>/dev/null || true
+			fi
+		done <"$f"
+	done
+	for d in "$1"/t_*_data/pgdata; do
+		[ -f "$d/postmaster.pid" ] || continue
+		cg_as_test_user / pg_ctl -D "$d" -m immediate -s stop 2>/dev/null || true
+	done
+}
+
 # cg_npm_install PACKAGE...: npm packages (node-postgres) into
 # $CG_CACHE/npm (default /var/cache/conngov/npm), installing Debian's
 # nodejs and npm first when there is no node; exports CG_NODE_MODULES.

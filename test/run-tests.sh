@@ -273,6 +273,7 @@ case "$what" in
 		else
 			run_make installcheck REGRESS= PROVE_TESTS="test/fleet/t/*.pl"
 		fi
+		cg_fleet_leftovers "$CG_BUILD_DIR/tmp_check"
 		# a failed run keeps each fleet's etcd, Patroni and server logs
 		if [ "$status" != 0 ]; then
 			for f in "$CG_BUILD_DIR"/tmp_check/log/fleet_*/*.log; do

@@ -158,6 +158,8 @@ sub _spawn
 		exec(@cmd) or POSIX::_exit(127);
 	}
 	$self->{pids}{$name} = $pid;
+	# for run-tests.sh, should this process die without stopping them
+	PostgreSQL::Test::Utils::append_to_file("$self->{dir}/pids", "$pid\n");
 	return $pid;
 }
 
@@ -630,15 +632,17 @@ sub fl_no_leaks
 	return;
 }
 
-# fl_loaded_since(node, t): the epoch of the node's first budgets_reloaded
-# event at or after epoch t (conngov's record of a publish that changed
-# the budgets in force), '' when none.
+# fl_loaded_since(node, t, detail_like): the epoch of the node's first
+# budgets_reloaded event at or after epoch t (conngov's record of a publish
+# that changed the budgets in force), optionally only of those whose
+# detail is LIKE detail_like; '' when none.
 sub fl_loaded_since
 {
-	my ($node, $t) = @_;
+	my ($node, $t, $like) = @_;
+	my $and = defined $like ? " AND detail LIKE '$like'" : '';
 	return $node->safe_psql('postgres',
 		"SELECT coalesce(min(extract(epoch FROM at))::numeric(20,6)::text, '') FROM conngov.events()"
-		  . " WHERE kind = 'budgets_reloaded' AND at >= to_timestamp($t)");
+		  . " WHERE kind = 'budgets_reloaded' AND at >= to_timestamp($t)$and");
 }
 
 # fl_replayed_then_loaded(primary, [standbys], change, visible, loaded):

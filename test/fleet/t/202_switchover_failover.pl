@@ -79,11 +79,13 @@ sub check_roles
 	return;
 }
 
-# promoted(name, offset): the epoch of the promotion recorded in the
-# member's server log after offset ("received promote request", written by
+# promoted(name, offset, label): checks that the member enforces the
+# primary budgets within 1 s of its promotion: from the promotion recorded
+# in its server log after offset ("received promote request", written by
 # the startup process when Patroni promotes it: the earliest moment of the
-# promotion, so the figure below is never flattered), and the epoch of
-# conngov's first publish after it (budgets_reloaded); returns the delay.
+# promotion, so the figure is never flattered) to conngov's first publish
+# as the primary after it (a budgets_reloaded event "... this node is the
+# primary").
 sub promoted
 {
 	my ($name, $offset, $label) = @_;
@@ -100,7 +102,7 @@ sub promoted
 	my $at = '';
 	fl_poll(
 		sub {
-			$at = fl_loaded_since($node, $t_promote);
+			$at = fl_loaded_since($node, $t_promote, '%this node is the primary%');
 			$at ne ''
 			  && $node->safe_psql('postgres',
 				"SELECT count(*) FROM conngov.usage() WHERE budget = 'rw_primary'") eq '1';
