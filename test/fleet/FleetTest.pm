@@ -40,7 +40,7 @@ use Test::More;
 use Time::HiRes qw(usleep);
 
 our @EXPORT = qw(fl_poll fl_pg_bindir fl_storm_is fl_usage fl_no_leaks
-  fl_replayed_then_loaded fl_epoch fl_loaded_since);
+  fl_replayed_then_loaded fl_loaded_since);
 
 # Patroni's roles (created by Patroni at bootstrap).
 our $superuser = 'postgres';
@@ -544,15 +544,6 @@ sub stop
 }
 
 # Test helpers --------------------------------------------------------
-
-# fl_epoch(node, timestamp text): its Unix epoch, computed by the server
-# (log timestamps carry the server's log_timezone).
-sub fl_epoch
-{
-	my ($node, $ts) = @_;
-	return $node->safe_psql('postgres',
-		"SELECT extract(epoch FROM '$ts'::timestamptz)::numeric(20,6)");
-}
 
 # fl_storm_is(node, label, app => name, clients => N, admitted => A,
 #   budget => name): N logins of regress_app with application_name app at

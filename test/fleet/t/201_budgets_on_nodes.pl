@@ -44,18 +44,27 @@ my $budgets = "INSERT INTO conngov.budgets ($cols) VALUES
 	('rw_primary', 'rw-%', NULL, 2, 10, 'primary', NULL, NULL),
 	('rw_standby', 'rw-%', NULL, 0, 20, 'standby', NULL, NULL),
 	('zz_all', '%', NULL, 0, 1000, 'any', NULL, '1s')";
-my $delay = fl_replayed_then_loaded(
-	$n1,
-	[ $n2, $n3 ],
-	$budgets,
+# on_primary(label, change, visible, loaded): run the SQL change on the
+# primary; check that both standbys enforce it within 1 s of its replay
+# (fl_replayed_then_loaded: visible and loaded are true once it is
+# replayed, and once usage() shows it)
+sub on_primary
+{
+	my ($label, $change, $visible, $loaded) = @_;
+	my $delay = fl_replayed_then_loaded($n1, [ $n2, $n3 ], $change, $visible, $loaded);
+	for my $n (qw(node2 node3))
+	{
+		ok(defined $delay->{$n} && $delay->{$n} <= 1.0,
+			"$n: $label enforced within 1 s of replay")
+		  or diag("$n: " . ($delay->{$n} // 'never'));
+	}
+	return;
+}
+
+on_primary(
+	'new budgets', $budgets,
 	"EXISTS (SELECT FROM conngov.budgets WHERE name = 'zz_all')",
 	"EXISTS (SELECT FROM conngov.usage() WHERE budget = 'zz_all')");
-for my $n (qw(node2 node3))
-{
-	ok(defined $delay->{$n} && $delay->{$n} <= 1.0,
-		"$n: new budgets enforced within 1 s of replay")
-	  or diag("$n: " . ($delay->{$n} // 'never'));
-}
 
 # the budgets in force on each node, and each one's limit there
 my %in_force = (
@@ -76,56 +85,48 @@ is( $n2->safe_psql('postgres',
 	'ro_standby|rw_standby',
 	'node2: match() skips the primary budgets');
 
-# exact counts on every node
+# exact counts on every node: application, logins, admitted and the
+# budget that refuses the rest, on the primary and on a standby
 my %share = (node1 => 5, node2 => 4, node3 => 3);
 for my $n ($fleet->names)
 {
 	my $node = $fleet->node($n);
-	my $standby = $n ne 'node1';
-	fl_storm_is($node, $n, app => 'app-1', clients => 5, admitted => 2, budget => 'app');
-	fl_storm_is(
-		$node, $n,
-		app => 'share-1',
-		clients => $share{$n} + 2,
-		admitted => $share{$n},
-		budget => 'share');
-	fl_storm_is(
-		$node, $n,
-		app => 'ro-1',
-		clients => 5,
-		admitted => $standby ? 3 : 0,
-		budget => $standby ? 'ro_standby' : 'ro_primary');
-	fl_storm_is(
-		$node, $n,
-		app => 'rw-1',
-		clients => 4,
-		admitted => $standby ? 0 : 2,
-		budget => $standby ? 'rw_standby' : 'rw_primary');
-	fl_storm_is($node, $n, app => 'other', clients => 2, admitted => 0, budget => 'zz_all');
+	my $primary = $n eq 'node1';
+	for my $s (
+		[ 'app-1', 5, 2, 'app', 2, 'app' ],
+		[ 'share-1', $share{$n} + 2, $share{$n}, 'share', $share{$n}, 'share' ],
+		[ 'ro-1', 5, 0, 'ro_primary', 3, 'ro_standby' ],
+		[ 'rw-1', 4, 2, 'rw_primary', 0, 'rw_standby' ],
+		[ 'other', 2, 0, 'zz_all', 0, 'zz_all' ])
+	{
+		my ($app, $clients, @by_role) = @$s;
+		my ($admitted, $budget) = $primary ? @by_role[ 0, 1 ] : @by_role[ 2, 3 ];
+		fl_storm_is(
+			$node, $n,
+			app => $app,
+			clients => $clients,
+			admitted => $admitted,
+			budget => $budget);
+	}
 }
 
 # a change on the primary: within one second of replay on both standbys,
 # then exact there
-$delay = fl_replayed_then_loaded(
-	$n1,
-	[ $n2, $n3 ],
+on_primary(
+	'changed budget',
 	"UPDATE conngov.budgets SET max_connections = 3 WHERE name = 'app'",
 	"(SELECT max_connections = 3 FROM conngov.budgets WHERE name = 'app')",
 	"(SELECT max_connections = 3 FROM conngov.usage() WHERE budget = 'app')");
 for my $n (qw(node2 node3))
 {
-	ok(defined $delay->{$n} && $delay->{$n} <= 1.0,
-		"$n: changed budget enforced within 1 s of replay")
-	  or diag("$n: " . ($delay->{$n} // 'never'));
 	fl_storm_is($fleet->node($n), $n, app => 'app-2', clients => 5, admitted => 3,
 		budget => 'app');
 }
 
 # a share above the node's size is capped by max_connections; a share
 # that a standby's size floors to 0 refuses every login there
-$delay = fl_replayed_then_loaded(
-	$n1,
-	[ $n2, $n3 ],
+on_primary(
+	'capped share and new budget',
 	"UPDATE conngov.budgets SET max_connections = 4, max_share = 1 WHERE name = 'share';"
 	  . "INSERT INTO conngov.budgets ($cols) VALUES ('tiny', 'tiny-%', NULL, 10, 100, 'any', 0.05, NULL)",
 	"EXISTS (SELECT FROM conngov.budgets WHERE name = 'tiny')",

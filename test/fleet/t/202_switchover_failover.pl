@@ -59,22 +59,22 @@ sub check_roles
 	{
 		my $node = $fleet->node($n);
 		my $primary = $n eq $leader;
+		my $role = $primary ? 'primary' : 'standby';
 		my $u = fl_usage($node);
 		is( join(' ', sort grep { $_ ne '(unbudgeted)' } keys %$u),
-			$primary ? 'ro_primary rw_primary zz_all' : 'ro_standby rw_standby zz_all',
-			"$label: $n (" . ($primary ? 'primary' : 'standby') . ') has its role\'s budgets');
-		fl_storm_is(
-			$node, "$label: $n",
-			app => 'rw-1',
-			clients => 4,
-			admitted => $primary ? 2 : 0,
-			budget => $primary ? 'rw_primary' : 'rw_standby');
-		fl_storm_is(
-			$node, "$label: $n",
-			app => 'ro-1',
-			clients => 5,
-			admitted => $primary ? 0 : 3,
-			budget => $primary ? 'ro_primary' : 'ro_standby');
+			"ro_$role rw_$role zz_all",
+			"$label: $n ($role) has its role's budgets");
+		# application, logins, admitted on the primary, on a standby
+		for my $s ([ 'rw', 4, 2, 0 ], [ 'ro', 5, 0, 3 ])
+		{
+			my ($app, $clients, $on_primary, $on_standby) = @$s;
+			fl_storm_is(
+				$node, "$label: $n",
+				app => "$app-1",
+				clients => $clients,
+				admitted => $primary ? $on_primary : $on_standby,
+				budget => "${app}_$role");
+		}
 	}
 	return;
 }
@@ -98,7 +98,7 @@ sub promoted
 		});
 	my ($ts) = $log =~ /^(\d{4}-\S+ \S+ \S+) \[\d+\] \S+ LOG:  received promote request/m;
 	BAIL_OUT("$label: no promotion of $name in its log") unless $ts;
-	my $t_promote = fl_epoch($node, $ts);
+	my $t_promote = cg_epoch($node, $ts);
 	my $at = '';
 	fl_poll(
 		sub {
