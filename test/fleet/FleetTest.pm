@@ -16,7 +16,7 @@
 #   $fleet->switchover('node1', 'node2');
 #   $fleet->stop;                         # also at exit, even after a failure
 #
-# Every process runs as the calling user in a temporary directory; every
+# Every process runs as the calling user, in tmp_check/log/fleet_<test>; every
 # port is a free one on 127.0.0.1 (PostgreSQL::Test::Cluster::get_free_port);
 # every wait polls a record (Patroni's REST API, pg_stat_replication,
 # pg_is_in_recovery()) and is bounded by timeout_default.  Patroni's
@@ -31,6 +31,7 @@ use Exporter 'import';
 use File::Basename ();
 use File::Path qw(rmtree);
 use HTTP::Tiny;
+use IPC::Run;
 use JSON::PP;
 use POSIX qw(WNOHANG);
 use PostgreSQL::Test::Cluster;
