@@ -4,7 +4,10 @@
 # psycopg2 (libpq) and SQLAlchemy: a refused login is an OperationalError
 # whose text is the only thing to match (libpq gives no SQLSTATE for a
 # failed login); with pool_pre_ping, an idle sweep costs the application
-# no error at all.
+# no error at all; without it, one error per sweep (SQLAlchemy invalidates
+# the whole pool at the first disconnect), not one per ended connection.
+# psycopg2 does not show an idle ending's message: idle or idle in a
+# transaction, its next query fails as a bare disconnect.
 use strict;
 use warnings FATAL => 'all';
 
@@ -56,6 +59,48 @@ is("$j->{ran}|$j->{failed}", '10|0',
 is(cl_finish($c), 0, 'sqlalchemy: the program ended normally') or diag($c->{err});
 is(sql("SELECT admitted || '|' || refused || '|' || ended_idle FROM conngov.stats() WHERE budget = 'py'"),
 	'4|1|2', 'stats: 4 admitted (2, then the pool replaces both), 1 refused, 2 ended');
+
+# 4. without pool_pre_ping: the sweep ends both pooled connections, and the
+# application sees one error, not two
+cg_set_budgets($node, 'name, application_pattern, role_name, max_connections, idle_timeout, idle_in_transaction_timeout',
+	"('py', 'py-api%', 'regress_app', 4, '2s', '2s')", { monitor => $mon });
+cg_poll_is($node, "SELECT total FROM conngov.usage() WHERE budget = 'py'",
+	'0', 'the first pool is gone', monitor => $mon);
+$c = cl_start($python, 'test/clients/py_probe.py', 'pool', $dsn, 10, 'noping');
+is(cl_json($c, 'pooled')->{checked_in}, 2, 'sqlalchemy without pre-ping: 2 connections idle in the pool')
+  or diag($c->{err});
+@pids = split /\n/, sql("SELECT pid FROM conngov.sessions() WHERE budget = 'py' ORDER BY pid");
+%gone = cg_wait_gone($mon, undef, @pids);
+is(scalar(keys %gone), 2, 'sqlalchemy without pre-ping: both idle connections ended');
+cl_send($c, "go\n");
+$j = cl_json($c, 'queries');
+is("$j->{ran}|$j->{failed}", '10|1',
+	'sqlalchemy without pre-ping: 10 queries, 1 error for the sweep (not one per ended connection)');
+is(cl_finish($c), 0, 'sqlalchemy without pre-ping: the program ended normally') or diag($c->{err});
+cg_poll_is($node, "SELECT total FROM conngov.usage() WHERE budget = 'py'",
+	'0', 'the second pool is gone', monitor => $mon);
+
+# 5. what psycopg2 sees of an idle ending, idle and idle in a transaction
+$c = cl_start($python, 'test/clients/py_probe.py', 'ending', $dsn);
+$j = cl_json($c, 'open');
+%gone = cg_wait_gone($mon, undef, $j->{idle} // 0, $j->{xact} // 0);
+is(scalar(keys %gone), 2, 'psycopg2: the idle and the idle-in-transaction session ended');
+cl_send($c, "go\n");
+$j = cl_json($c, 'ending');
+cl_finish($c);
+for my $k ('idle', 'xact')
+{
+	my $e = $j->{$k} // {};
+	is($e->{error} // '', 'OperationalError', "psycopg2 ($k): the next query raises OperationalError");
+	like($e->{message} // '', qr/^server closed the connection unexpectedly/,
+		"psycopg2 ($k): as a bare disconnect");
+	unlike($e->{message} // '', qr/idle timeout|connection budget/,
+		"psycopg2 ($k): without conngov's message");
+}
+is(sql("SELECT string_agg(kind || ':' || detail, ' | ' ORDER BY detail) FROM conngov.events() WHERE budget = 'py' AND kind = 'ended_idle' AND pid IN ("
+	  . join(',', keys %gone) . ')') =~ s/[\d.]+ s/N s/gr,
+	'ended_idle:idle for N s (limit N s) | ended_idle:idle in transaction for N s (limit N s)',
+	'psycopg2: one ending of each kind');
 
 $mon->quit;
 $node->stop;
