@@ -44,8 +44,8 @@ my $pool = cl_start(@java, 'pool', $url . 'java-api-1', 'regress_app', 10);
 is(cl_wait($pool, qr/filled (\d+)/), 10, 'hikari: the pool of 10 filled');
 my $filled_at = time();
 like(slurp_file($node->logfile, $offset),
-	qr/SET application_name = 'java-api-1'/,
-	'pgjdbc sends application_name with a SET after login');
+	qr/\[(\d+)\][^\n]*SET extra_float_digits = 3\n(?:.*\n)*?[^\n]*\[\1\][^\n]*SET application_name = 'java-api-1'/,
+	'pgjdbc sends SET extra_float_digits = 3, then application_name with a SET, after login');
 is(sql("SELECT total || '|' || status FROM conngov.usage() WHERE budget = 'java'"),
 	'10|full', 'hikari: charged to its budget by late naming: 10, status full');
 is(sql("SELECT count(*) FROM conngov.sessions() WHERE role_name = 'regress_app' AND budget <> 'java'"),

@@ -38,6 +38,8 @@ is($e->{code}, '53300', 'node-postgres: the refusal has code 53300');
 is($e->{message}, 'connection budget "node" exhausted', 'node-postgres: and the message');
 like($e->{detail} // '', qr/^Budget "node" allows 2 connections \(application_name LIKE 'node-api%' AND role_name = 'regress_app'\); 2 are in use\.$/,
 	'node-postgres: and the DETAIL');
+is($e->{hint} // '', 'Close idle connections of this application, or raise conngov.budgets.max_connections for "node".',
+	'node-postgres: and the HINT');
 is(sql("SELECT total FROM conngov.usage() WHERE budget = 'node'"), 2,
 	'node-postgres: 2 sessions charged');
 
