@@ -22,9 +22,8 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(time);
 
-my ($bouncer) = grep { -x } map { "$_/pgbouncer" } (split(/:/, $ENV{PATH}), '/usr/sbin');
 plan skip_all => 'pgbouncer is not installed (run-tests.sh clients installs it)'
-  unless $bouncer;
+  unless cl_pgbouncer_path();
 my $python = '/usr/bin/python3';
 my $have_py = -x $python && system($python, '-c', 'import psycopg2') == 0;
 my $modules = cl_node_modules();
@@ -44,41 +43,20 @@ cg_set_budgets($node, 'name, application_pattern, role_name, max_connections',
 # server_login_retry 3 s (the default is 15 s): long enough to tell a wait
 # for the retry from an answer at once
 my $retry = 3;
-my $dir = PostgreSQL::Test::Utils::tempdir();
-my $bport = PostgreSQL::Test::Cluster::get_free_port();
-my $pgport = $node->port;
-my $wait = int(cg_late()) + $retry;
-PostgreSQL::Test::Utils::append_to_file("$dir/userlist.txt",
-	qq("regress_z" ""\n"regress_n" ""\n"regress_u" ""\n));
-PostgreSQL::Test::Utils::append_to_file("$dir/pgbouncer.ini", <<"EOC");
-[databases]
-db = host=127.0.0.1 port=$pgport dbname=postgres pool_mode=session
-[pgbouncer]
-listen_addr = 127.0.0.1
-listen_port = $bport
-unix_socket_dir =
-auth_type = trust
-auth_file = $dir/userlist.txt
-default_pool_size = 5
-server_login_retry = $retry
-query_wait_timeout = $wait
-application_name_add_host = 1
-logfile = $dir/pgbouncer.log
-pidfile = $dir/pgbouncer.pid
-EOC
-my $pgb = IPC::Run::start([ $bouncer, "$dir/pgbouncer.ini" ], '<', \undef,
-	'>', \my $pgb_out, '2>', \my $pgb_err);
-my $connstr = "host=127.0.0.1 port=$bport dbname=db";
-# until PgBouncer answers (as regress_u, which no budget matches: the
-# pools of the others stay cold)
-my $up = 0;
-for (1 .. 10 * $PostgreSQL::Test::Utils::timeout_default)
-{
-	my ($rc) = cg_login($node, connstr => $connstr, user => 'regress_u');
-	if ($rc == 0) { $up = 1; last; }
-	select(undef, undef, undef, 0.1);
-}
-ok($up, 'pgbouncer is up');
+# PgBouncer is up once regress_u, which no budget matches, logs in: the
+# pools of the others stay cold
+my $pgb = cl_pgbouncer($node,
+	databases => { db => 'pool_mode=session' },
+	users => [qw(regress_z regress_n regress_u)],
+	settings => {
+		server_login_retry => $retry,
+		query_wait_timeout => int(cg_late()) + $retry,
+		application_name_add_host => 1
+	},
+	up => { dbname => 'db', user => 'regress_u' });
+my $connstr = "$pgb->{connstr} dbname=db";
+my $bport = $pgb->{port};
+ok($pgb->{up}, 'pgbouncer is up');
 
 ###########################################################################
 # 1. a cold pool: the first client is refused at once, the next waits for
@@ -178,8 +156,7 @@ except psycopg2.Error as e:
 	cg_gate_quit($gate);
 }
 
-$pgb->signal('TERM');
-$pgb->finish;
+cl_pgbouncer_stop($pgb);
 $mon->quit;
 $node->stop;
 done_testing();
