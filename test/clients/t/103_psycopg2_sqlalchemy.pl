@@ -32,13 +32,35 @@ sub sql { return $mon->query_safe($_[0]); }
 my $dsn = 'host=' . $node->host . ' port=' . $node->port
   . ' dbname=postgres user=regress_app application_name=py-api-1';
 
+# start_pool(label, args...): py_probe.py's SQLAlchemy pool, its two
+# connections idle in it; returns the program and their pids
+sub start_pool
+{
+	my ($label, @args) = @_;
+	my $c = cl_start($python, 'test/clients/py_probe.py', 'pool', $dsn, 10, @args);
+	is(cl_json($c, 'pooled')->{checked_in}, 2, "$label: 2 connections idle in the pool")
+	  or diag($c->{err});
+	is(sql("SELECT total FROM conngov.usage() WHERE budget = 'py'"), 2,
+		"$label: 2 sessions charged");
+	return ($c, split /\n/, sql("SELECT pid FROM conngov.sessions() WHERE budget = 'py' ORDER BY pid"));
+}
+
+# sweep_pool(label, c, pids...): conngov ends the pool's two idle
+# connections; then the program runs its 10 queries and ends.  Returns
+# what it printed about the queries.
+sub sweep_pool
+{
+	my ($label, $c, @pids) = @_;
+	my %gone = cg_wait_gone($mon, undef, @pids);
+	is(scalar(keys %gone), 2, "$label: both idle connections ended");
+	cl_send($c, "go\n");
+	my $j = cl_json($c, 'queries');
+	is(cl_finish($c), 0, "$label: the program ended normally") or diag($c->{err});
+	return $j;
+}
+
 # 1. the pool: two connections, checked in, idle
-my $c = cl_start($python, 'test/clients/py_probe.py', 'pool', $dsn, 10);
-is(cl_json($c, 'pooled')->{checked_in}, 2, 'sqlalchemy: 2 connections idle in the pool')
-  or diag($c->{err});
-is(sql("SELECT total FROM conngov.usage() WHERE budget = 'py'"), 2,
-	'sqlalchemy: 2 sessions charged');
-my @pids = split /\n/, sql("SELECT pid FROM conngov.sessions() WHERE budget = 'py' ORDER BY pid");
+my ($c, @pids) = start_pool('sqlalchemy');
 
 # 2. over the budget: psycopg2 sees the message, no SQLSTATE
 my $r = cl_start($python, 'test/clients/py_probe.py', 'refuse', $dsn);
@@ -50,13 +72,9 @@ like($j->{message} // '', qr/FATAL:  connection budget "py" exhausted\nDETAIL:  
 	'psycopg2: the message text is what an application can match');
 
 # 3. conngov ends the two idle connections; then 10 queries, no error
-my %gone = cg_wait_gone($mon, undef, @pids);
-is(scalar(keys %gone), 2, 'sqlalchemy: both idle connections ended');
-cl_send($c, "go\n");
-$j = cl_json($c, 'queries');
+$j = sweep_pool('sqlalchemy', $c, @pids);
 is("$j->{ran}|$j->{failed}", '10|0',
 	'sqlalchemy with pool_pre_ping: 10 queries, 0 errors across the sweep');
-is(cl_finish($c), 0, 'sqlalchemy: the program ended normally') or diag($c->{err});
 is(sql("SELECT admitted || '|' || refused || '|' || ended_idle FROM conngov.stats() WHERE budget = 'py'"),
 	'4|1|2', 'stats: 4 admitted (2, then the pool replaces both), 1 refused, 2 ended');
 
@@ -66,24 +84,17 @@ cg_set_budgets($node, 'name, application_pattern, role_name, max_connections, id
 	"('py', 'py-api%', 'regress_app', 4, '2s', '2s')", { monitor => $mon });
 cg_poll_is($node, "SELECT total FROM conngov.usage() WHERE budget = 'py'",
 	'0', 'the first pool is gone', monitor => $mon);
-$c = cl_start($python, 'test/clients/py_probe.py', 'pool', $dsn, 10, 'noping');
-is(cl_json($c, 'pooled')->{checked_in}, 2, 'sqlalchemy without pre-ping: 2 connections idle in the pool')
-  or diag($c->{err});
-@pids = split /\n/, sql("SELECT pid FROM conngov.sessions() WHERE budget = 'py' ORDER BY pid");
-%gone = cg_wait_gone($mon, undef, @pids);
-is(scalar(keys %gone), 2, 'sqlalchemy without pre-ping: both idle connections ended');
-cl_send($c, "go\n");
-$j = cl_json($c, 'queries');
+($c, @pids) = start_pool('sqlalchemy without pre-ping', 'noping');
+$j = sweep_pool('sqlalchemy without pre-ping', $c, @pids);
 is("$j->{ran}|$j->{failed}", '10|1',
 	'sqlalchemy without pre-ping: 10 queries, 1 error for the sweep (not one per ended connection)');
-is(cl_finish($c), 0, 'sqlalchemy without pre-ping: the program ended normally') or diag($c->{err});
 cg_poll_is($node, "SELECT total FROM conngov.usage() WHERE budget = 'py'",
 	'0', 'the second pool is gone', monitor => $mon);
 
 # 5. what psycopg2 sees of an idle ending, idle and idle in a transaction
 $c = cl_start($python, 'test/clients/py_probe.py', 'ending', $dsn);
 $j = cl_json($c, 'open');
-%gone = cg_wait_gone($mon, undef, $j->{idle} // 0, $j->{xact} // 0);
+my %gone = cg_wait_gone($mon, undef, $j->{idle} // 0, $j->{xact} // 0);
 is(scalar(keys %gone), 2, 'psycopg2: the idle and the idle-in-transaction session ended');
 cl_send($c, "go\n");
 $j = cl_json($c, 'ending');
