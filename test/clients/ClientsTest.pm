@@ -19,7 +19,7 @@ use JSON::PP;
 use PostgreSQL::Test::Utils;
 use Test::More;
 
-our @EXPORT = qw(cl_start cl_wait cl_send cl_finish cl_json cl_node_modules
+our @EXPORT = qw(cl_start cl_wait cl_send cl_finish cl_json cl_node_modules cl_node_has
   cl_pgbouncer_path cl_pgbouncer cl_pgbouncer_stop);
 
 # cl_start(cmd...): start a client program; returns a handle.
@@ -79,6 +79,16 @@ sub cl_json
 sub cl_node_modules
 {
 	return $ENV{CG_NODE_MODULES} // '';
+}
+
+# cl_node_has(package): whether node is on PATH and run-tests.sh installed
+# the npm package.
+sub cl_node_has
+{
+	my ($package) = @_;
+	my $modules = cl_node_modules();
+	return $modules ne '' && -d "$modules/$package"
+	  && (grep { -x "$_/node" } split /:/, $ENV{PATH}) ? 1 : 0;
 }
 
 # cl_pgbouncer_path(): Debian's pgbouncer, or undef.

@@ -26,9 +26,7 @@ plan skip_all => 'pgbouncer is not installed (run-tests.sh clients installs it)'
   unless cl_pgbouncer_path();
 my $python = '/usr/bin/python3';
 my $have_py = -x $python && system($python, '-c', 'import psycopg2') == 0;
-my $modules = cl_node_modules();
-my $have_node = $modules ne '' && -d "$modules/pg"
-  && grep { -x "$_/node" } split /:/, $ENV{PATH};
+my $have_node = cl_node_has('pg');
 
 my $node = cg_node('retry', max_connections => 40,
 	conf => "listen_addresses = '127.0.0.1'\n");
@@ -88,7 +86,7 @@ ok($pgb->{up}, 'pgbouncer is up');
 const c = new Client({ host: '127.0.0.1', port: Number(process.argv[1]), user: 'regress_z', database: 'db' });
 c.connect().then(() => { console.log('{"admitted": true}'); return c.end(); },
   (e) => console.log(JSON.stringify({ code: e.code, message: e.message, detail: e.detail, hint: e.hint })));};
-		local $ENV{NODE_PATH} = $modules;
+		local $ENV{NODE_PATH} = cl_node_modules();
 		my $c = cl_start('node', '-e', $js, $bport);
 		cl_finish($c);
 		my $j = eval { JSON::PP::decode_json($c->{out}) } // {};
