@@ -7,7 +7,8 @@
 #   bash test/run-tests.sh tap [t/NNN_x.pl ...]   TAP only (optionally some)
 #   bash test/run-tests.sh clients    real drivers and poolers (test/clients/):
 #                                     pgjdbc + HikariCP, node-postgres,
-#                                     psycopg2 + SQLAlchemy, PgBouncer
+#                                     psycopg2 + SQLAlchemy, PgBouncer,
+#                                     postgres.js
 #   bash test/run-tests.sh fleet      a real Patroni cluster (test/fleet/):
 #                                     etcd and three Patroni nodes on
 #                                     loopback, conngov preloaded; budgets
@@ -202,11 +203,12 @@ fi
 # promtool and postgres_exporter check monitoring/ for real (008); the
 # matrix runs leave them out (008 then skips those two checks)
 if [ "$what" = clients ]; then
-	# the drivers and poolers from Debian's archive (node-postgres: npm)
+	# the drivers and poolers from Debian's archive (node-postgres and
+	# postgres.js: npm)
 	cg_install_packages "$PGVER" default-jdk-headless \
 		libpostgresql-jdbc-java libhikaricp-java libslf4j-java \
 		python3-psycopg2 python3-sqlalchemy pgbouncer
-	cg_npm_install pg@8
+	cg_npm_install pg@8 postgres@3
 elif [ "$what" = fleet ]; then
 	# Debian's Patroni and etcd; the suite runs its own on free ports
 	cg_install_packages "$PGVER" patroni etcd-server

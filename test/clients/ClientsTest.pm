@@ -11,13 +11,16 @@ package ClientsTest;
 use strict;
 use warnings FATAL => 'all';
 
+use ConngovTest;
+use PostgreSQL::Test::Cluster;
 use Exporter 'import';
 use IPC::Run;
 use JSON::PP;
 use PostgreSQL::Test::Utils;
 use Test::More;
 
-our @EXPORT = qw(cl_start cl_wait cl_send cl_finish cl_json cl_node_modules);
+our @EXPORT = qw(cl_start cl_wait cl_send cl_finish cl_json cl_node_modules cl_node_has
+  cl_pgbouncer_path cl_pgbouncer cl_pgbouncer_stop);
 
 # cl_start(cmd...): start a client program; returns a handle.
 sub cl_start
@@ -76,6 +79,73 @@ sub cl_json
 sub cl_node_modules
 {
 	return $ENV{CG_NODE_MODULES} // '';
+}
+
+# cl_node_has(package): whether node is on PATH and run-tests.sh installed
+# the npm package.
+sub cl_node_has
+{
+	my ($package) = @_;
+	my $modules = cl_node_modules();
+	return $modules ne '' && -d "$modules/$package"
+	  && (grep { -x "$_/node" } split /:/, $ENV{PATH}) ? 1 : 0;
+}
+
+# cl_pgbouncer_path(): Debian's pgbouncer, or undef.
+sub cl_pgbouncer_path
+{
+	my ($path) = grep { -x } map { "$_/pgbouncer" } (split(/:/, $ENV{PATH}), '/usr/sbin');
+	return $path;
+}
+
+# cl_pgbouncer(node, databases => { alias => 'pool_mode=... ...' },
+#   users => [roles], settings => { name => value }, up => { dbname, user }):
+# PgBouncer on 127.0.0.1 in front of node (trust, pools of 5, a refused
+# server login retried every second, clients waiting at most cg_late()
+# unless settings say otherwise); returns { h, port, dir, connstr, up },
+# up being whether a login as up's user to up's alias succeeded within
+# timeout_default.
+sub cl_pgbouncer
+{
+	my ($node, %opt) = @_;
+	my $dir = PostgreSQL::Test::Utils::tempdir();
+	my $port = PostgreSQL::Test::Cluster::get_free_port();
+	my $pgport = $node->port;
+	my %set = (
+		default_pool_size => 5,
+		server_login_retry => 1,
+		query_wait_timeout => int(cg_late()),
+		%{ $opt{settings} // {} });
+	PostgreSQL::Test::Utils::append_to_file("$dir/userlist.txt",
+		join('', map { qq("$_" ""\n) } @{ $opt{users} }));
+	my $dbs = $opt{databases};
+	PostgreSQL::Test::Utils::append_to_file("$dir/pgbouncer.ini",
+		"[databases]\n"
+		  . join('', map { "$_ = host=127.0.0.1 port=$pgport dbname=postgres $dbs->{$_}\n" } sort keys %$dbs)
+		  . "[pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = $port\nunix_socket_dir =\n"
+		  . "auth_type = trust\nauth_file = $dir/userlist.txt\n"
+		  . join('', map { "$_ = $set{$_}\n" } sort keys %set)
+		  . "logfile = $dir/pgbouncer.log\npidfile = $dir/pgbouncer.pid\n");
+	my %b = (dir => $dir, port => $port, connstr => "host=127.0.0.1 port=$port", up => 0);
+	$b{h} = IPC::Run::start([ cl_pgbouncer_path(), "$dir/pgbouncer.ini" ], '<', \undef,
+		'>', \$b{out}, '2>', \$b{err});
+	for (1 .. 10 * $PostgreSQL::Test::Utils::timeout_default)
+	{
+		my ($rc) = cg_login($node, connstr => "$b{connstr} dbname=$opt{up}{dbname}",
+			user => $opt{up}{user});
+		if ($rc == 0) { $b{up} = 1; last; }
+		select(undef, undef, undef, 0.1);
+	}
+	return \%b;
+}
+
+# cl_pgbouncer_stop(b): stop a PgBouncer cl_pgbouncer started.
+sub cl_pgbouncer_stop
+{
+	my ($b) = @_;
+	$b->{h}->signal('TERM');
+	$b->{h}->finish;
+	return;
 }
 
 1;

@@ -7,6 +7,11 @@
  *                                       and prints "done"
  *   java JdbcProbe connect URL USER     one DriverManager connection; prints
  *                                       "ok" or "sqlstate=... message=..."
+ *   java JdbcProbe ending URL USER      one DriverManager connection, idle:
+ *                                       prints "pid N", then, after a line on
+ *                                       stdin (conngov has ended it), runs a
+ *                                       query and prints "ok" or
+ *                                       "sqlstate=... message=..."
  *
  * The URL carries ApplicationName: pgjdbc sends it with a SET after login
  * (no assumeMinServerVersion), which conngov charges by late naming.
@@ -17,6 +22,7 @@ import java.io.BufferedReader;
 import java.io.InputStreamReader;
 import java.sql.Connection;
 import java.sql.DriverManager;
+import java.sql.ResultSet;
 import java.sql.SQLException;
 import java.util.Properties;
 
@@ -44,6 +50,35 @@ public class JdbcProbe
 			{
 				System.out.println("sqlstate=" + e.getSQLState() + " message="
 								   + e.getMessage().replace('\n', ' '));
+			}
+			return;
+		}
+
+		if (mode.equals("ending"))
+		{
+			Properties p = new Properties();
+			p.setProperty("user", user);
+			try (Connection c = DriverManager.getConnection(url, p))
+			{
+				ResultSet rs = c.createStatement().executeQuery("SELECT pg_backend_pid()");
+				rs.next();
+				System.out.println("pid " + rs.getInt(1));
+				System.out.flush();
+				new BufferedReader(new InputStreamReader(System.in)).readLine();
+				try
+				{
+					c.createStatement().execute("SELECT 1");
+					System.out.println("ok");
+				}
+				catch (SQLException e)
+				{
+					System.out.println("sqlstate=" + e.getSQLState() + " message="
+									   + e.getMessage().replace('\n', ' '));
+				}
+			}
+			catch (SQLException e)
+			{
+				/* closing the broken connection may fail too */
 			}
 			return;
 		}

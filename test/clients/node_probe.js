@@ -34,7 +34,7 @@ async function main()
 	const ok = r.filter((x) => x.status === 'fulfilled').map((x) => x.value);
 	const bad = r.filter((x) => x.status === 'rejected').map((x) => x.reason);
 	say({ step: 'connect', admitted: ok.length,
-		  refused: bad.map((e) => ({ code: e.code, message: e.message, detail: e.detail })) });
+		  refused: bad.map((e) => ({ code: e.code, message: e.message, detail: e.detail, hint: e.hint })) });
 
 	/* barrier: the test has counted the sessions */
 	const rl = readline.createInterface({ input: process.stdin });

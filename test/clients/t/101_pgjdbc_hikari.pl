@@ -5,7 +5,8 @@
 # pgjdbc sends application_name with a SET after login, so conngov charges
 # the pool by late naming; a refusal surfaces as SQLSTATE 53300; a fixed
 # pool (Hikari's default) on an exactly sized budget is "full", healthy,
-# and with idle_keep = pool size it has no churn.
+# and with idle_keep = pool size it has no churn; an idle ending reaches
+# pgjdbc as SQLSTATE 57P01 with conngov's message.
 use strict;
 use warnings FATAL => 'all';
 
@@ -43,8 +44,8 @@ my $pool = cl_start(@java, 'pool', $url . 'java-api-1', 'regress_app', 10);
 is(cl_wait($pool, qr/filled (\d+)/), 10, 'hikari: the pool of 10 filled');
 my $filled_at = time();
 like(slurp_file($node->logfile, $offset),
-	qr/SET application_name = 'java-api-1'/,
-	'pgjdbc sends application_name with a SET after login');
+	qr/\[(\d+)\][^\n]*SET extra_float_digits = 3\n(?:.*\n)*?[^\n]*\[\1\][^\n]*SET application_name = 'java-api-1'/,
+	'pgjdbc sends SET extra_float_digits = 3, then application_name with a SET, after login');
 is(sql("SELECT total || '|' || status FROM conngov.usage() WHERE budget = 'java'"),
 	'10|full', 'hikari: charged to its budget by late naming: 10, status full');
 is(sql("SELECT count(*) FROM conngov.sessions() WHERE role_name = 'regress_app' AND budget <> 'java'"),
@@ -82,6 +83,20 @@ my @warn = $pool->{err} =~ /\bWARN\b/g;
 is(scalar @warn, 0, 'hikari: no WARN line from the pool') or diag($pool->{err});
 cg_poll_is($node, "SELECT total FROM conngov.usage() WHERE budget = 'java'",
 	'0', 'hikari: every charge given back', monitor => $mon);
+
+# 4. an idle ending: the next statement fails with 57P01 and the message
+cg_set_budgets($node, $cols, "('java', 'java-api%', 'regress_app', 10, '2s', 0)",
+	{ monitor => $mon });
+my $idle = cl_start(@java, 'ending', $url . 'java-api-3', 'regress_app');
+my $pid = cl_wait($idle, qr/^pid (\d+)$/m);
+my %gone = cg_wait_gone($mon, undef, $pid // 0);
+is(scalar(keys %gone), 1, 'pgjdbc: the idle connection is ended');
+cl_send($idle, "go\n");
+cl_finish($idle);
+like($idle->{out},
+	qr/^sqlstate=57P01 message=FATAL: terminating connection due to idle timeout of connection budget "java"/m,
+	'pgjdbc: its next statement fails with 57P01 and conngov\'s message')
+  or diag($idle->{out} . $idle->{err});
 
 $mon->quit;
 $node->stop;

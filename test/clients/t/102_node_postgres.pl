@@ -14,9 +14,8 @@ use ClientsTest;
 use PostgreSQL::Test::Utils;
 use Test::More;
 
-my $modules = cl_node_modules();
 plan skip_all => 'node or the pg package missing (run-tests.sh clients installs it)'
-  unless $modules ne '' && -d "$modules/pg" && grep { -x "$_/node" } split /:/, $ENV{PATH};
+  unless cl_node_has('pg');
 
 my $node = cg_node('nodepg', max_connections => 40,
 	conf => "listen_addresses = '127.0.0.1'\n");
@@ -25,7 +24,7 @@ cg_set_budgets($node, 'name, application_pattern, role_name, max_connections, id
 	"('node', 'node-api%', 'regress_app', 2, '2s')", { monitor => $mon });
 sub sql { return $mon->query_safe($_[0]); }
 
-local $ENV{NODE_PATH} = $modules;
+local $ENV{NODE_PATH} = cl_node_modules();
 local $ENV{CG_WAIT_MS} = 1000 * $PostgreSQL::Test::Utils::timeout_default;
 my $c = cl_start('node', 'test/clients/node_probe.js', '127.0.0.1', $node->port,
 	'regress_app', 'node-api-1');
@@ -38,6 +37,8 @@ is($e->{code}, '53300', 'node-postgres: the refusal has code 53300');
 is($e->{message}, 'connection budget "node" exhausted', 'node-postgres: and the message');
 like($e->{detail} // '', qr/^Budget "node" allows 2 connections \(application_name LIKE 'node-api%' AND role_name = 'regress_app'\); 2 are in use\.$/,
 	'node-postgres: and the DETAIL');
+is($e->{hint} // '', 'Close idle connections of this application, or raise conngov.budgets.max_connections for "node".',
+	'node-postgres: and the HINT');
 is(sql("SELECT total FROM conngov.usage() WHERE budget = 'node'"), 2,
 	'node-postgres: 2 sessions charged');
 

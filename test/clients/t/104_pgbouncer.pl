@@ -18,9 +18,8 @@ use IPC::Run;
 use PostgreSQL::Test::Utils;
 use Test::More;
 
-my ($bouncer) = grep { -x } map { "$_/pgbouncer" } (split(/:/, $ENV{PATH}), '/usr/sbin');
 plan skip_all => 'pgbouncer is not installed (run-tests.sh clients installs it)'
-  unless $bouncer;
+  unless cl_pgbouncer_path();
 
 my $node = cg_node('bouncer', max_connections => 40,
 	conf => "listen_addresses = '127.0.0.1'\n");
@@ -37,40 +36,13 @@ cg_set_budgets($node, 'name, application_pattern, role_name, max_connections',
 
 # PgBouncer on 127.0.0.1, pools of 5 (more than the budgets), a refused
 # server login retried every second
-my $dir = PostgreSQL::Test::Utils::tempdir();
-my $bport = PostgreSQL::Test::Cluster::get_free_port();
-my $pgport = $node->port;
-my $wait = int(cg_late());
-PostgreSQL::Test::Utils::append_to_file("$dir/userlist.txt",
-	qq("regress_s" ""\n"regress_t" ""\n"regress_z" ""\n"regress_n" ""\n));
-PostgreSQL::Test::Utils::append_to_file("$dir/pgbouncer.ini", <<"EOC");
-[databases]
-sessdb = host=127.0.0.1 port=$pgport dbname=postgres pool_mode=session
-xactdb = host=127.0.0.1 port=$pgport dbname=postgres pool_mode=transaction
-[pgbouncer]
-listen_addr = 127.0.0.1
-listen_port = $bport
-unix_socket_dir =
-auth_type = trust
-auth_file = $dir/userlist.txt
-default_pool_size = 5
-server_login_retry = 1
-query_wait_timeout = $wait
-logfile = $dir/pgbouncer.log
-pidfile = $dir/pgbouncer.pid
-EOC
-my $pgb = IPC::Run::start([ $bouncer, "$dir/pgbouncer.ini" ], '<', \undef,
-	'>', \my $pgb_out, '2>', \my $pgb_err);
-my $connstr = "host=127.0.0.1 port=$bport";
-# until PgBouncer accepts connections
-my $up = 0;
-for (1 .. 10 * $PostgreSQL::Test::Utils::timeout_default)
-{
-	my ($rc) = cg_login($node, connstr => "$connstr dbname=sessdb", user => 'regress_s');
-	if ($rc == 0) { $up = 1; last; }
-	select(undef, undef, undef, 0.1);
-}
-ok($up, 'pgbouncer is up');
+my $pgb = cl_pgbouncer($node,
+	databases => { sessdb => 'pool_mode=session', xactdb => 'pool_mode=transaction' },
+	users => [qw(regress_s regress_t regress_z regress_n)],
+	up => { dbname => 'sessdb', user => 'regress_s' });
+my $connstr = $pgb->{connstr};
+my $dir = $pgb->{dir};
+ok($pgb->{up}, 'pgbouncer is up');
 
 # clients through PgBouncer: psql, each waiting at the gate once it runs
 sub start_clients
@@ -179,8 +151,7 @@ my $log = slurp_file("$dir/pgbouncer.log");
 like($log, qr/connection budget "sess" exhausted/,
 	"PgBouncer's log shows the server's refusal");
 
-$pgb->signal('TERM');
-$pgb->finish;
+cl_pgbouncer_stop($pgb);
 $mon->quit;
 $node->stop;
 done_testing();

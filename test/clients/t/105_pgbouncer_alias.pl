@@ -21,9 +21,8 @@ use IPC::Run;
 use PostgreSQL::Test::Utils;
 use Test::More;
 
-my ($bouncer) = grep { -x } map { "$_/pgbouncer" } (split(/:/, $ENV{PATH}), '/usr/sbin');
 plan skip_all => 'pgbouncer is not installed (run-tests.sh clients installs it)'
-  unless $bouncer;
+  unless cl_pgbouncer_path();
 
 my $node = cg_node('alias', max_connections => 40,
 	conf => "listen_addresses = '127.0.0.1'\n");
@@ -36,37 +35,12 @@ cg_set_budgets($node, 'name, application_pattern, role_name, max_connections',
 	"('psql', 'psql%', NULL, 10)",
 	"('client', 'client-%', NULL, 10)", { monitor => $mon });
 
-my $dir = PostgreSQL::Test::Utils::tempdir();
-my $bport = PostgreSQL::Test::Cluster::get_free_port();
-my $pgport = $node->port;
-my $wait = int(cg_late());
-PostgreSQL::Test::Utils::append_to_file("$dir/userlist.txt", qq("regress_a" ""\n));
-PostgreSQL::Test::Utils::append_to_file("$dir/pgbouncer.ini", <<"EOC");
-[databases]
-aliasdb = host=127.0.0.1 port=$pgport dbname=postgres pool_mode=session application_name=bouncer-alias
-[pgbouncer]
-listen_addr = 127.0.0.1
-listen_port = $bport
-unix_socket_dir =
-auth_type = trust
-auth_file = $dir/userlist.txt
-default_pool_size = 5
-server_login_retry = 1
-query_wait_timeout = $wait
-logfile = $dir/pgbouncer.log
-pidfile = $dir/pgbouncer.pid
-EOC
-my $pgb = IPC::Run::start([ $bouncer, "$dir/pgbouncer.ini" ], '<', \undef,
-	'>', \my $pgb_out, '2>', \my $pgb_err);
-my $connstr = "host=127.0.0.1 port=$bport dbname=aliasdb user=regress_a";
-my $up = 0;
-for (1 .. 10 * $PostgreSQL::Test::Utils::timeout_default)
-{
-	my ($rc) = cg_login($node, connstr => $connstr, sql => 'SELECT 1');
-	if ($rc == 0) { $up = 1; last; }
-	select(undef, undef, undef, 0.1);
-}
-ok($up, 'pgbouncer is up');
+my $pgb = cl_pgbouncer($node,
+	databases => { aliasdb => 'pool_mode=session application_name=bouncer-alias' },
+	users => ['regress_a'],
+	up => { dbname => 'aliasdb', user => 'regress_a' });
+my $connstr = "$pgb->{connstr} dbname=aliasdb user=regress_a";
+ok($pgb->{up}, 'pgbouncer is up');
 # that login's server connection stays in the pool, charged by the alias
 is( sql("SELECT string_agg(budget || '|' || login_application_name, ',') FROM conngov.sessions() WHERE role_name = 'regress_a'"),
 	'alias|bouncer-alias', 'a pooled server connection is charged to the alias budget');
@@ -128,8 +102,7 @@ is( sql("SELECT string_agg(budget || ':' || admitted, ',' ORDER BY budget) FROM 
 	'client:0,psql:0', 'no server connection was ever charged by a client\'s name');
 cg_gate_quit($gate);
 
-$pgb->signal('TERM');
-$pgb->finish;
+cl_pgbouncer_stop($pgb);
 $mon->quit;
 $node->stop;
 done_testing();
