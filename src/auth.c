@@ -442,6 +442,15 @@ cg_ClientAuthentication(Port *port, int status)
 		if (v == CG_ADMITTED)
 			v = cg_after_charge_locked(s, slot, &l);
 		LWLockRelease(cg_shared->lock);
+
+		/*
+		 * Its token is due, but it waits for a place: a token kept while
+		 * queued would let logins paced apart be admitted together once
+		 * places free together.  Given back (when nobody reserved one after
+		 * it), it is rated again once it has a place.
+		 */
+		if (v == CG_WAIT)
+			cg_rate_refund(&l);
 	}
 	/* refused for the limit or the floors after pacing: no token used */
 	if (v != CG_ADMITTED)

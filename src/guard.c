@@ -242,7 +242,17 @@ cg_make_way(Node *stmt)
 	dboid = get_database_oid(dbname, true);
 	if (!OidIsValid(dboid) || !cg_may_run_whole_database_op(dboid, template))
 		return false;
-	cg_loader_leave();
+	/* a cancel while waiting for the loader gives it back too */
+	PG_TRY();
+	{
+		cg_loader_leave();
+	}
+	PG_CATCH();
+	{
+		cg_loader_back();
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
 	return true;
 }
 

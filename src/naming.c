@@ -82,16 +82,37 @@ cg_options_name(Port *port)
 		if (opt == NULL)
 			continue;
 		ParseLongOption(opt, &name, &value);
-		if (value != NULL && strcmp(name, "application_name") == 0)
+		/* setting names are case-insensitive: -c Application_Name=x too */
+		if (value != NULL && pg_strcasecmp(name, "application_name") == 0)
 			found = value;
 	}
 	return found;
 }
 
 /*
+ * cg_packet_name: the application_name among the startup packet's other
+ * parameters, whatever the case of its name (the last one wins, as when
+ * PostgreSQL applies them), or NULL.  port->application_name has only the
+ * one spelled in lower case.
+ */
+static char *
+cg_packet_name(Port *port)
+{
+	char	   *found = NULL;
+	int			i;
+
+	for (i = 0; i + 1 < list_length(port->guc_options); i += 2)
+		if (pg_strcasecmp((char *) list_nth(port->guc_options, i),
+						  "application_name") == 0)
+			found = (char *) list_nth(port->guc_options, i + 1);
+	return found;
+}
+
+/*
  * cg_login_name: the name a login is charged by, or NULL when it has
- * none: the startup packet's application_name, else its options'
- * (-c application_name), the name PostgreSQL will give the session.  Role
+ * none: the startup packet's application_name (in any case), else its
+ * options' (-c application_name), the name PostgreSQL will give the
+ * session.  Role
  * and database defaults cannot be read yet (pg_db_role_setting is not
  * readable before a database is selected): statements.c re-charges by
  * them at the session's first statement.  Called by the login hook.
@@ -101,6 +122,9 @@ cg_login_name(Port *port)
 {
 	char	   *name = port->application_name;
 
+	if (name != NULL && name[0] != '\0')
+		return name;
+	name = cg_packet_name(port);
 	if (name != NULL && name[0] != '\0')
 		return name;
 	return cg_options_name(port);
