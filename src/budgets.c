@@ -45,6 +45,7 @@
 #include "postgres.h"
 
 #include <math.h>
+#include <signal.h>
 
 #include "access/htup_details.h"
 #include "access/table.h"
@@ -60,6 +61,8 @@
 #include "executor/tuptable.h"
 #include "miscadmin.h"
 #include "storage/lmgr.h"
+#include "storage/lock.h"
+#include "storage/procarray.h"
 #include "utils/builtins.h"
 #include "utils/hsearch.h"
 #include "utils/memutils.h"
@@ -453,6 +456,81 @@ cg_warn_floors(const CgBudget *rows, int n)
 }
 
 /*
+ * cg_cancel_intruders: cancel the requests of non-superusers that wait for
+ * a lock on the budgets table (relid) that conflicts with ACCESS SHARE;
+ * returns how many were cancelled.  Such a request can only fail: every
+ * command that takes that lock checks ownership of the table, which a
+ * superuser holds, but some (CREATE RULE, for one) check it only once they
+ * have the lock.  While one waits, PostgreSQL queues every later request
+ * behind it, the loader's too, so that a role with no privilege at all,
+ * holding ACCESS SHARE in an open transaction (parse analysis takes it
+ * before any privilege check) while another queues, would stop every
+ * load.  A superuser's waiting DDL is the DBA's own and is left alone.
+ * The lock table is copied (GetLockStatusData): only when a load found
+ * the table locked.  The session user is judged (PGPROC.roleId): a
+ * superuser's session that SET ROLE is the DBA's.
+ */
+static int
+cg_cancel_intruders(Oid relid)
+{
+	LockData   *data = GetLockStatusData();
+	int			cancelled = 0;
+	int			i;
+
+	for (i = 0; i < data->nelements; i++)
+	{
+		LockInstanceData *l = &data->locks[i];
+		PGPROC	   *proc;
+		const char *role;
+
+		if (l->locktag.locktag_type != LOCKTAG_RELATION ||
+			l->locktag.locktag_field1 != MyDatabaseId ||
+			l->locktag.locktag_field2 != relid ||
+			l->waitLockMode == NoLock ||
+			!DoLockModesConflict(l->waitLockMode, AccessShareLock))
+			continue;
+		proc = BackendPidGetProc(l->pid);
+		if (proc == NULL || superuser_arg(proc->roleId))
+			continue;
+		/* as pg_cancel_backend() does: the backend leads its group */
+		if (kill(-l->pid, SIGINT) == 0 || kill(l->pid, SIGINT) == 0)
+		{
+			role = GetUserNameFromId(proc->roleId, true);
+			ereport(LOG,
+					(errmsg("conngov cancelled the lock request of process %d on conngov.budgets", l->pid),
+					 errdetail("Role \"%s\" waited for a lock that no role but a superuser can take, and every load of the budgets queued behind it.",
+							   role ? role : "?")));
+			cancelled++;
+		}
+	}
+	return cancelled;
+}
+
+/*
+ * cg_lock_past_intruders: the budgets table was locked: cancel the
+ * non-superusers' waiting requests that hold the queue (if any) and try
+ * the lock again, for CG_INTRUDER_WAIT_MS at most, without waiting on it.
+ * True when the lock is held.
+ */
+#define CG_INTRUDER_WAIT_MS		100
+static bool
+cg_lock_past_intruders(Oid relid)
+{
+	int			ms;
+
+	if (cg_cancel_intruders(relid) == 0)
+		return false;
+	for (ms = 0; ms < CG_INTRUDER_WAIT_MS; ms++)
+	{
+		CHECK_FOR_INTERRUPTS();
+		pg_usleep(1000L);
+		if (ConditionalLockRelationOid(relid, AccessShareLock))
+			return true;
+	}
+	return false;
+}
+
+/*
  * cg_budgets_relid: conngov.budgets' OID, InvalidOid when there is none
  * (whatever table it is: the loader's invalidation filter, loader.c).
  * In a transaction.
@@ -491,7 +569,8 @@ cg_load_budgets(char *reason, bool standby)
 
 	reason[0] = '\0';
 	if (OidIsValid(relid) &&
-		!ConditionalLockRelationOid(relid, AccessShareLock))
+		!ConditionalLockRelationOid(relid, AccessShareLock) &&
+		!cg_lock_past_intruders(relid))
 		return CG_LOAD_LOCKED;
 	/* dropped between the lookup and the lock? */
 	if (OidIsValid(relid) &&
