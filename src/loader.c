@@ -19,7 +19,11 @@
  * Life cycle.  The loader starts unconnected and waits on its latch until
  * a load is wanted (at server start, a committed change, reload(), DDL
  * in schema conngov, a database change, SIGHUP, a retry, and every
- * CG_STANDBY_RELOAD_MS on a standby).  Then it connects once to
+ * CG_STANDBY_RELOAD_MS on a standby).  A standby's loader also looks every
+ * CG_STANDBY_POLL_MS for the relcache invalidation that the replay of a
+ * change's commit sends (notify.c's trigger puts one in the commit
+ * record), to load at once, and for its promotion, to load the primary's
+ * budgets (1.2: node_role, budgets.c).  Then it connects once to
  * conngov.database as the bootstrap superuser, with
  * BGWORKER_BYPASS_ALLOWCONN so that ALTER DATABASE ... ALLOW_CONNECTIONS
  * false cannot switch enforcement off, pins the settings a database or
