@@ -32,7 +32,9 @@ const sql = postgres({
 const rl = readline.createInterface({ input: process.stdin });
 
 function say(o) { process.stdout.write(JSON.stringify(o) + '\n'); }
-function line() { return new Promise((resolve) => rl.once('line', resolve)); }
+/* the test writes one line in 'pool' and 'xact' mode; one promise for it */
+let barrier = null;
+function line() { return barrier || (barrier = new Promise((resolve) => rl.once('line', resolve))); }
 function failure(e) { return { code: e.code, message: e.message, detail: e.detail, hint: e.hint }; }
 
 async function main()
@@ -61,6 +63,13 @@ async function main()
 		}).then(() => say({ step: 'ending', error: null }),
 			(e) => say({ step: 'ending', error: failure(e) }));
 	}
+	/*
+	 * sql.begin() rejects as soon as the connection closes, even while its
+	 * callback still waits for the barrier: read the line before exiting,
+	 * or the test would write into a closed pipe.
+	 */
+	if (mode !== 'refuse')
+		await line();
 	rl.close();
 	await sql.end({ timeout: 1 });
 }
