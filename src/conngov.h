@@ -614,7 +614,7 @@ extern void cg_history_note(CgCounters *c, uint32 total);
 extern void cg_history_sessions(int delta, bool waiting);
 extern TimestampTz cg_history_close(TimestampTz now);
 extern void cg_history_figures(uint64 *held, TimestampTz *oldest,
-							   uint64 *early);
+							   uint64 *early, uint64 *skipped);
 
 /*---- match.c ----*/
 extern bool cg_like_match(const char *text, const char *pattern);

@@ -43,7 +43,16 @@
  * conngov.history_size = 0 turns it all off (nothing is noted or closed).
  * Memory: conngov.history_size records (a ring, oldest overwritten first;
  * the overwrites of records younger than a day are counted, for health())
- * and a ring of CG_SERVER_MINUTES server rows.  Both survive a clean
+ * and a ring of CG_SERVER_MINUTES server rows.
+ *
+ * A worker that was away closes the minutes it missed in a row, one at a
+ * time (sessions held through them are in each), up to
+ * CG_HISTORY_MAX_CATCHUP of them.  A longer gap is the clock set forward
+ * (or a machine resumed): the open minute is closed with what happened in
+ * it, the minutes in between are skipped (no record, no server row; one
+ * LOG line, and health() counts them), and recording goes on at the
+ * clock's minute.  So a clock that jumps a year costs one close, not half
+ * a million, and cannot flood the ring with minutes that did not happen.  Both survive a clean
  * restart: the postmaster writes them at shutdown to
  * pg_stat/conngov_history.stat (with a header naming the format and the
  * system identifier) and reads and removes the file at start, as
@@ -87,6 +96,8 @@ PG_FUNCTION_INFO_V1(conngov_server_history);
 #define CG_SERVER_MINUTES	(7 * 24 * 60)
 /* Records copied (or written) per hold of history_lock. */
 #define CG_HISTORY_BATCH	256
+/* Minutes closed one by one after a gap; a longer gap is skipped. */
+#define CG_HISTORY_MAX_CATCHUP	60
 /* A record overwritten younger than this was overwritten early. */
 #define CG_HISTORY_DAY_US	(INT64CONST(86400) * USECS_PER_SEC)
 
@@ -137,6 +148,7 @@ typedef struct CgHistShared
 	uint64		next;			/* records ever written */
 	uint64		overwritten_early;
 	uint64		server_next;	/* server rows ever written */
+	uint64		skipped;		/* minutes skipped since start (worker) */
 } CgHistShared;
 
 /* The cumulative counters of a slot, as the worker last saw them. */
@@ -383,13 +395,14 @@ cg_history_append(const CgHistRecord *recs, int n)
 }
 
 /*
- * cg_history_close_one: close minute "old" (the epoch moves to old + 1).
- * Work in the number of slots active in it.
+ * cg_history_close_one: close minute "old"; the epoch moves to "e", the
+ * next minute (old + 1, or a later minute of the other parity after a
+ * skip: the carry must go to the other parity's list).  Work in the
+ * number of slots active in it.
  */
 static void
-cg_history_close_one(uint32 old)
+cg_history_close_one(uint32 old, uint32 e)
 {
-	uint32		e = old + 1;
 	int			p = old & 1;
 	uint32		n;
 	uint32		i;
@@ -487,8 +500,8 @@ cg_history_close_one(uint32 old)
 
 /*
  * cg_history_close: the worker closes every minute that has ended, one
- * at a time (a worker that was away closes them in a row: sessions held
- * through them are in each).  Returns when the next minute ends.
+ * at a time, or skips a gap longer than CG_HISTORY_MAX_CATCHUP (see the
+ * header).  Returns when the next minute ends.
  */
 TimestampTz
 cg_history_close(TimestampTz now)
@@ -502,8 +515,29 @@ cg_history_close(TimestampTz now)
 	/* a clock set back: the open minute stays open until it is reached */
 	while ((int32) (current - e) > 0)
 	{
-		cg_history_close_one(e);
-		e++;
+		uint32		next = e + 1;
+
+		CHECK_FOR_INTERRUPTS();
+		if (current - e > CG_HISTORY_MAX_CATCHUP)
+		{
+			char	   *from;
+
+			/* the clock's minute, or the one before it: the other parity */
+			next = ((current - e) & 1) ? current : current - 1;
+			/* timestamptz_to_str() returns a static buffer */
+			from = pstrdup(timestamptz_to_str(cg_minute_start(e + 1)));
+			LWLockAcquire(cg_hist->lock, LW_EXCLUSIVE);
+			cg_hist->skipped += next - e - 1;
+			LWLockRelease(cg_hist->lock);
+			ereport(LOG,
+					(errmsg("conngov history skips %u minutes, from %s to %s: the clock moved forward by more than %d minutes",
+							next - e - 1, from,
+							timestamptz_to_str(cg_minute_start(next - 1)),
+							CG_HISTORY_MAX_CATCHUP)));
+			pfree(from);
+		}
+		cg_history_close_one(e, next);
+		e = next;
 	}
 	return cg_minute_start(e + 1);
 }
@@ -812,16 +846,18 @@ conngov_server_history(PG_FUNCTION_ARGS)
 }
 
 /*
- * cg_history_figures: for health(): records held, their capacity, the
- * oldest minute held (0: none) and the records overwritten early.
+ * cg_history_figures: for health(): records held, the oldest minute held
+ * (0: none), the records overwritten early and the minutes skipped.
  */
 void
-cg_history_figures(uint64 *held, TimestampTz *oldest, uint64 *early)
+cg_history_figures(uint64 *held, TimestampTz *oldest, uint64 *early,
+				   uint64 *skipped)
 {
 	LWLockAcquire(cg_hist->lock, LW_SHARED);
 	*held = Min(cg_hist->next, (uint64) cg_history_size);
 	*oldest = *held == 0 ? 0 :
 		cg_hist_records[(cg_hist->next - *held) % cg_history_size].minute;
 	*early = cg_hist->overwritten_early;
+	*skipped = cg_hist->skipped;
 	LWLockRelease(cg_hist->lock);
 }

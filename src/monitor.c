@@ -213,9 +213,10 @@ cg_health_history(StringInfo buf)
 {
 	uint64		held;
 	uint64		early;
+	uint64		skipped;
 	TimestampTz oldest;
 
-	cg_history_figures(&held, &oldest, &early);
+	cg_history_figures(&held, &oldest, &early, &skipped);
 	appendStringInfo(buf,
 					 ", {\"name\": \"history\", \"status\": \"ok\", \"records\": " UINT64_FORMAT
 					 ", \"history_size\": %d, \"oldest_minute\": ",
@@ -224,7 +225,8 @@ cg_health_history(StringInfo buf)
 		appendStringInfo(buf, "\"%s\"", timestamptz_to_str(oldest));
 	else
 		appendStringInfoString(buf, "null");
-	appendStringInfo(buf, ", \"overwritten_early\": " UINT64_FORMAT "}", early);
+	appendStringInfo(buf, ", \"overwritten_early\": " UINT64_FORMAT
+					 ", \"skipped_minutes\": " UINT64_FORMAT "}", early, skipped);
 }
 
 /*

@@ -44,7 +44,7 @@ cg_debian_mirror() {
 cg_install_packages() {
 	local ver=$1
 	shift
-	local pkgs="libipc-run-perl libkrb5-dev libssl-dev libpq-dev make gcc $*"
+	local pkgs="libipc-run-perl libfaketime libkrb5-dev libssl-dev libpq-dev make gcc $*"
 	[ -n "${CG_PG_CONFIG:-}" ] ||
 		pkgs="postgresql-$ver postgresql-server-dev-$ver postgresql-contrib $pkgs"
 	local missing=""

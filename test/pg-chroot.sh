@@ -36,6 +36,12 @@ if [ ! -f "$root/.pg$major" ]; then
 		libipc-run-perl perl >/dev/null
 	touch "$root/.pg$major"
 fi
+# libfaketime (058_history_clock_jump.pl), also in a root made before it
+if ! chroot "$root" dpkg-query -W -f='${Status}' libfaketime 2>/dev/null | grep -q "ok installed"; then
+	chroot "$root" apt-get -o Acquire::Retries=3 update -qq
+	chroot "$root" apt-get -o Acquire::Retries=3 install -y -qq --no-install-recommends \
+		libfaketime >/dev/null
+fi
 [ $# -eq 0 ] && exit 0
 
 mounted=()
