@@ -394,7 +394,8 @@ typedef struct CgEvent
  *   has served a request, successfully or not); reload_cv wakes reload()
  *   callers and commits waiting for a row change to be published.
  * - 1.1: has_floors, floors_sum, nfloors, floor_list under lock (written
- *   by a publish); floors_unused and wait_ticket_next are atomics changed
+ *   by a publish); floors_unused, wait_ticket_next and nwaiting (the
+ *   sessions holding a wait ticket) are atomics changed
  *   under the shared lock (and set by a publish).
  * - 1.2: a counter slot's queue of waiting logins (wait_head, wait_tail,
  *   and the sessions' wait_prev/wait_next) under the slot's wait_mutex,
@@ -452,6 +453,7 @@ typedef struct CgSharedState
 	int			floor_list[CG_MAX_FLOOR_LIST];
 	pg_atomic_uint32 floors_unused;
 	pg_atomic_uint64 wait_ticket_next;	/* ticket dispenser of waiters */
+	pg_atomic_uint32 nwaiting;	/* sessions holding a wait ticket */
 	pg_atomic_uint32 lower_pending;	/* 1.2: some slot's lower_pending is set */
 
 	/* events ring, under events_lock */

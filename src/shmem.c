@@ -233,6 +233,7 @@ cg_shmem_startup(void)
 		}
 		pg_atomic_init_u32(&cg_shared->floors_unused, 0);
 		pg_atomic_init_u64(&cg_shared->wait_ticket_next, 1);
+		pg_atomic_init_u32(&cg_shared->nwaiting, 0);
 		pg_atomic_init_u32(&cg_shared->lower_pending, 0);
 		for (i = 0; i < cg_nsessions; i++)
 		{
@@ -612,13 +613,18 @@ cg_publish_aggregates(void)
  * waiter goes in from the tail of its new queue, past the newer waiters
  * only.  Fills woken[] (room for one per session) with the session slots
  * of the moved waiters, for the caller to wake (cg_wake_session) once the
- * lock is released; returns their number.
+ * lock is released; returns their number.  With no login waiting (the
+ * usual case) it costs one read: tickets are given and taken back under
+ * the lock, shared, so none changes while it is held exclusively.
  */
 int
 cg_publish_waiters(int *woken)
 {
 	int			nwoken = 0;
 	int			i;
+
+	if (pg_atomic_read_u32(&cg_shared->nwaiting) == 0)
+		return 0;
 
 	for (i = 0; i < cg_nsessions; i++)
 	{

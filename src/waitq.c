@@ -237,6 +237,7 @@ cg_charge_or_queue(CgSession *s, int slot, CgLogin *l, int64 limit,
 		s->wait_slot = cg_budget_slot(l->budget);
 		pg_atomic_write_u64(&s->wait_ticket,
 							pg_atomic_fetch_add_u64(&cg_shared->wait_ticket_next, 1));
+		pg_atomic_fetch_add_u32(&cg_shared->nwaiting, 1);
 		cg_queue_insert(c, slot);
 		cg_history_sessions(1, true);
 		v = CG_WAIT;
@@ -290,6 +291,7 @@ cg_leave_queue_locked(bool timed_out)
 			pg_atomic_fetch_add_u64(&c->wait_timeouts, 1);
 	}
 	pg_atomic_write_u64(&s->wait_ticket, 0);
+	pg_atomic_fetch_sub_u32(&cg_shared->nwaiting, 1);
 	s->wait_slot = CG_NOT_CHARGED;
 	cg_wait_slot = -1;
 	cg_history_sessions(-1, true);
