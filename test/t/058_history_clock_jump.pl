@@ -103,12 +103,14 @@ my $skipped_sql =
   "SELECT h->>'skipped_minutes' FROM jsonb_path_query(conngov.health(), "
   . "'\$.checks[*] ? (\@.name == \"history\")') AS h";
 
+# a minute ahead first: the open minute closes now, not at the next one
+set_offset(60);
 caught_up('at the start');
 my $start = $mon->query_safe(
 	"SELECT max(minute) FROM conngov.server_history('-infinity', 'infinity')");
 
 # 1. ten minutes ahead: closed one by one, each with the held sessions
-set_offset(600);
+set_offset(60 + 600);
 caught_up('ten minutes ahead');
 my ($n, $gaps, $missing, $bad) = split / /, rows_after($start);
 cmp_ok($n, '>=', 10, "ten minutes ahead: $n minutes closed");
@@ -120,13 +122,13 @@ is($mon->query_safe($skipped_sql), '0', 'ten minutes ahead: health() skipped non
 my $mid = $mon->query_safe(
 	"SELECT max(minute) FROM conngov.server_history('-infinity', 'infinity')");
 my $log_offset = -s $node->logfile;
-set_offset(600 + 3 * 86400);
+set_offset(60 + 600 + 3 * 86400);
 caught_up('three days ahead');
 like(slurp_file($node->logfile, $log_offset),
 	qr/conngov history skips \d+ minutes, from .* to .*: the clock moved forward by more than 60 minutes/,
 	'three days ahead: the skip is logged');
 # then two more minutes, closed one by one after the skip
-set_offset(600 + 3 * 86400 + 120);
+set_offset(60 + 600 + 3 * 86400 + 120);
 caught_up('two minutes more');
 my ($logged, $from, $to) = slurp_file($node->logfile, $log_offset) =~
   /conngov history skips (\d+) minutes, from (.*) to (.*): the clock/;
