@@ -38,6 +38,7 @@
  */
 #include "postgres.h"
 
+#include "access/xact.h"
 #include "executor/executor.h"
 #include "nodes/parsenodes.h"
 #include "parser/analyze.h"
@@ -246,7 +247,11 @@ cg_ExecutorFinish(QueryDesc *queryDesc)
 /*
  * cg_ExecutorEnd: a query that is not a utility statement ended; at top
  * level that is the end of a statement that is not a SET (SELECT
- * set_config('application_name', ...) included).
+ * set_config('application_name', ...) included).  Never a re-charge
+ * outside a transaction in progress: an executor shut down by an abort
+ * (PostgreSQL skips that for portals, others may not) ended a statement
+ * that failed, whose name is rolled back, and a wait there could not be
+ * interrupted.
  */
 static void
 cg_ExecutorEnd(QueryDesc *queryDesc)
@@ -257,7 +262,12 @@ cg_ExecutorEnd(QueryDesc *queryDesc)
 		standard_ExecutorEnd(queryDesc);
 
 	if (cg_naming_open && cg_nesting == 0)
-		cg_statement_done(false);
+	{
+		if (IsTransactionState())
+			cg_statement_done(false);
+		else
+			cg_naming_open = false;
+	}
 }
 
 void
