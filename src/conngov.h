@@ -395,8 +395,8 @@ typedef struct CgEvent
  *   callers and commits waiting for a row change to be published.
  * - 1.1: has_floors, floors_sum, nfloors, floor_list under lock (written
  *   by a publish); floors_unused, wait_ticket_next and nwaiting (the
- *   sessions holding a wait ticket) are atomics changed
- *   under the shared lock (and set by a publish).
+ *   sessions holding a wait ticket) are atomics changed under the shared
+ *   lock (and set by a publish).
  * - 1.2: a counter slot's queue of waiting logins (wait_head, wait_tail,
  *   and the sessions' wait_prev/wait_next) under the slot's wait_mutex,
  *   taken with lock held shared; a publish, holding lock exclusively,

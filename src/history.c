@@ -52,11 +52,13 @@
  * it, the minutes in between are skipped (no record, no server row; one
  * LOG line, and health() counts them), and recording goes on at the
  * clock's minute.  So a clock that jumps a year costs one close, not half
- * a million, and cannot flood the ring with minutes that did not happen.  Both survive a clean
- * restart: the postmaster writes them at shutdown to
- * pg_stat/conngov_history.stat (with a header naming the format and the
- * system identifier) and reads and removes the file at start, as
- * pg_stat_statements does; a crash or an immediate stop loses them.
+ * a million, and cannot flood the ring with minutes that did not happen.
+ *
+ * The records and the server rows survive a clean restart: the postmaster
+ * writes them at shutdown to pg_stat/conngov_history.stat (with a header
+ * naming the format and the system identifier) and reads and removes the
+ * file at start, as pg_stat_statements does; a crash or an immediate stop
+ * loses them.
  *
  * Lock rules: the epoch changes only under cg_shared->lock EXCLUSIVE; the
  * minute words and the lists' lengths are atomics written under it
